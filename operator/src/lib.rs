@@ -1,0 +1,1 @@
+//! The `llm-proxy-operator` library.

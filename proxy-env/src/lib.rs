@@ -1,0 +1,181 @@
+//! The runtime contract of the `llm-proxy` data plane.
+//!
+//! Every environment variable the proxy and its dispatcher read, with its default, lives here once.
+//! The proxy parses them (`llm_proxy::config`), the operator renders them into pod specs, and tests
+//! compare the charts against [`ALL`]. Renaming a variable here renames it everywhere at compile time.
+
+/// One environment variable of the data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvVar {
+    /// The variable's name, exactly as read from the environment.
+    pub name: &'static str,
+    /// The default used when the variable is unset or empty (`""` = no default).
+    pub default: &'static str,
+    /// Which process reads it.
+    pub scope: Scope,
+    /// Whether the value is a secret: never logged, rendered from a Secret by the operator and charts.
+    pub secret: bool,
+    /// One line for the configuration reference.
+    pub help: &'static str,
+}
+
+/// Which process of the data plane reads a variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `llm-proxy server`.
+    Server,
+    /// `llm-proxy dispatcher`.
+    Dispatcher,
+    /// Both.
+    Both,
+}
+
+macro_rules! env_vars {
+    ($( $(#[$doc:meta])* $konst:ident = $name:literal, default $default:literal, $scope:ident, secret $secret:literal, $help:literal; )*) => {
+        $( $(#[$doc])* #[doc = $help] pub const $konst: &str = $name; )*
+        /// Every variable of the contract, in documentation order.
+        pub const ALL: &[EnvVar] = &[
+            $( EnvVar { name: $name, default: $default, scope: Scope::$scope, secret: $secret, help: $help }, )*
+        ];
+    };
+}
+
+env_vars! {
+    // Server and limits
+    LISTEN_ADDR = "LISTEN_ADDR", default ":8080", Server, secret false, "Address the proxy listens on (`:8080` = all interfaces).";
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT", default "30s", Server, secret false, "Upper bound for a non-streaming upstream exchange; streams are bounded by idle time instead.";
+    MAX_REQUEST_SIZE = "MAX_REQUEST_SIZE", default "10485760", Server, secret false, "Largest accepted request body in bytes (413 beyond).";
+    MAX_CONCURRENT_REQUESTS = "MAX_CONCURRENT_REQUESTS", default "100", Server, secret false, "Concurrent /v1 requests admitted before 503 (0 = unlimited).";
+    SHUTDOWN_TIMEOUT = "SHUTDOWN_TIMEOUT", default "30s", Both, secret false, "How long SIGTERM waits for in-flight requests and streams.";
+    MANAGEMENT_TOKEN = "MANAGEMENT_TOKEN", default "", Server, secret true, "Bearer token of the /manage API (required).";
+    // Provider
+    API_CONFIG_PATH = "API_CONFIG_PATH", default "./config/api_providers.yaml", Server, secret false, "Providers YAML; the built-in OpenAI fallback is used only when the file is absent.";
+    DEFAULT_API_PROVIDER = "DEFAULT_API_PROVIDER", default "openai", Server, secret false, "Provider from the YAML that serves /v1.";
+    OPENAI_API_URL = "OPENAI_API_URL", default "https://api.openai.com", Server, secret false, "Upstream base URL of the built-in fallback provider.";
+    // Database
+    DB_DRIVER = "DB_DRIVER", default "sqlite", Server, secret false, "`sqlite` or `postgres`.";
+    DATABASE_PATH = "DATABASE_PATH", default "./data/llm-proxy.db", Server, secret false, "SQLite database file.";
+    DATABASE_URL = "DATABASE_URL", default "", Server, secret true, "PostgreSQL URL when DB_DRIVER=postgres.";
+    DATABASE_POOL_SIZE = "DATABASE_POOL_SIZE", default "10", Server, secret false, "Maximum open database connections.";
+    DATABASE_MAX_IDLE_CONNS = "DATABASE_MAX_IDLE_CONNS", default "5", Server, secret false, "Connections kept open when idle.";
+    DATABASE_CONN_MAX_LIFETIME = "DATABASE_CONN_MAX_LIFETIME", default "1h", Server, secret false, "Maximum lifetime of a database connection.";
+    // Security
+    ENCRYPTION_KEY = "ENCRYPTION_KEY", default "", Server, secret true, "Base64 of 32 bytes; encrypts provider keys at rest (AES-256-GCM).";
+    REQUIRE_ENCRYPTION_KEY = "REQUIRE_ENCRYPTION_KEY", default "false", Server, secret false, "Refuse to start without ENCRYPTION_KEY.";
+    // Logging
+    LOG_LEVEL = "LOG_LEVEL", default "info", Both, secret false, "debug, info, warn or error.";
+    LOG_FORMAT = "LOG_FORMAT", default "json", Both, secret false, "`json` or `text`.";
+    LOG_FILE = "LOG_FILE", default "", Both, secret false, "Append logs to this file instead of stdout.";
+    // Audit
+    AUDIT_ENABLED = "AUDIT_ENABLED", default "true", Server, secret false, "Record management and proxy audit events.";
+    AUDIT_LOG_FILE = "AUDIT_LOG_FILE", default "./data/audit.log", Server, secret false, "JSONL audit file (empty = none).";
+    AUDIT_CREATE_DIR = "AUDIT_CREATE_DIR", default "true", Server, secret false, "Create the audit file's directory.";
+    AUDIT_STORE_IN_DB = "AUDIT_STORE_IN_DB", default "true", Server, secret false, "Store audit events in the database.";
+    // Metrics and health
+    ENABLE_METRICS = "ENABLE_METRICS", default "true", Server, secret false, "Serve METRICS_PATH (JSON) and METRICS_PATH/prometheus.";
+    METRICS_PATH = "METRICS_PATH", default "/metrics", Server, secret false, "Path of the JSON metrics summary.";
+    // Hot-path caches
+    LLM_PROXY_ENFORCE_PROJECT_ACTIVE = "LLM_PROXY_ENFORCE_PROJECT_ACTIVE", default "true", Server, secret false, "Reject requests of inactive projects with 403.";
+    LLM_PROXY_ACTIVE_CACHE_TTL = "LLM_PROXY_ACTIVE_CACHE_TTL", default "5s", Server, secret false, "TTL of the project-active cache.";
+    LLM_PROXY_ACTIVE_CACHE_MAX = "LLM_PROXY_ACTIVE_CACHE_MAX", default "10000", Server, secret false, "Entries of the project-active cache.";
+    LLM_PROXY_API_KEY_CACHE_TTL = "LLM_PROXY_API_KEY_CACHE_TTL", default "30s", Server, secret false, "TTL of the decrypted provider-key cache.";
+    LLM_PROXY_API_KEY_CACHE_MAX = "LLM_PROXY_API_KEY_CACHE_MAX", default "10000", Server, secret false, "Entries of the provider-key cache.";
+    LLM_PROXY_TOKEN_CACHE_TTL = "LLM_PROXY_TOKEN_CACHE_TTL", default "5m", Server, secret false, "TTL of the token lookup cache (revocation invalidates it at once).";
+    LLM_PROXY_TOKEN_CACHE_MAX = "LLM_PROXY_TOKEN_CACHE_MAX", default "10000", Server, secret false, "Entries of the token lookup cache.";
+    USAGE_STATS_BUFFER_SIZE = "USAGE_STATS_BUFFER_SIZE", default "1000", Server, secret false, "Bounded queue of asynchronous usage updates for unlimited tokens.";
+    CACHE_STATS_BUFFER_SIZE = "CACHE_STATS_BUFFER_SIZE", default "1000", Server, secret false, "Bounded queue of per-token cache-hit counters.";
+    // Observability capture and event bus
+    OBSERVABILITY_ENABLED = "OBSERVABILITY_ENABLED", default "true", Server, secret false, "Publish one instrumentation event per /v1 request.";
+    OBSERVABILITY_BUFFER_SIZE = "OBSERVABILITY_BUFFER_SIZE", default "1000", Both, secret false, "Bounded event queue; events beyond it are dropped and counted.";
+    OBSERVABILITY_MAX_REQUEST_BODY_BYTES = "OBSERVABILITY_MAX_REQUEST_BODY_BYTES", default "65536", Server, secret false, "Request body bytes captured per event.";
+    OBSERVABILITY_MAX_RESPONSE_BODY_BYTES = "OBSERVABILITY_MAX_RESPONSE_BODY_BYTES", default "262144", Server, secret false, "Response body bytes captured per event.";
+    LLM_PROXY_EVENT_BUS = "LLM_PROXY_EVENT_BUS", default "in-memory", Both, secret false, "`in-memory`, `redis-streams` (or its alias `redis`).";
+    // Redis
+    REDIS_URL = "REDIS_URL", default "", Both, secret true, "Full Redis URL (`redis://` or `rediss://`); wins over REDIS_ADDR/REDIS_DB/REDIS_PASSWORD.";
+    REDIS_ADDR = "REDIS_ADDR", default "localhost:6379", Both, secret false, "Redis host:port.";
+    REDIS_DB = "REDIS_DB", default "0", Both, secret false, "Redis database number.";
+    REDIS_PASSWORD = "REDIS_PASSWORD", default "", Both, secret true, "Redis password.";
+    REDIS_STREAM_KEY = "REDIS_STREAM_KEY", default "llm-proxy-events", Both, secret false, "Stream of instrumentation events.";
+    REDIS_CONSUMER_GROUP = "REDIS_CONSUMER_GROUP", default "llm-proxy-dispatchers", Dispatcher, secret false, "Consumer group of the dispatchers.";
+    REDIS_CONSUMER_NAME = "REDIS_CONSUMER_NAME", default "", Dispatcher, secret false, "Consumer name (default derived from host and pid).";
+    REDIS_STREAM_MAX_LEN = "REDIS_STREAM_MAX_LEN", default "10000", Server, secret false, "Approximate MAXLEN of XADD (0 = unbounded).";
+    REDIS_STREAM_BLOCK_TIME = "REDIS_STREAM_BLOCK_TIME", default "5s", Dispatcher, secret false, "XREADGROUP BLOCK time.";
+    REDIS_STREAM_CLAIM_TIME = "REDIS_STREAM_CLAIM_TIME", default "30s", Dispatcher, secret false, "Idle time after which pending entries are reclaimed.";
+    REDIS_STREAM_BATCH_SIZE = "REDIS_STREAM_BATCH_SIZE", default "100", Dispatcher, secret false, "XREADGROUP COUNT.";
+    // HTTP cache
+    HTTP_CACHE_ENABLED = "HTTP_CACHE_ENABLED", default "true", Server, secret false, "Enable the HTTP response cache.";
+    HTTP_CACHE_BACKEND = "HTTP_CACHE_BACKEND", default "in-memory", Server, secret false, "`in-memory` or `redis`.";
+    HTTP_CACHE_STREAM_RESPONSES = "HTTP_CACHE_STREAM_RESPONSES", default "false", Server, secret false, "Also cache SSE responses.";
+    HTTP_CACHE_MAX_OBJECT_BYTES = "HTTP_CACHE_MAX_OBJECT_BYTES", default "1048576", Server, secret false, "Largest cached response body.";
+    HTTP_CACHE_MAX_BYTES = "HTTP_CACHE_MAX_BYTES", default "67108864", Server, secret false, "Size bound of the in-memory cache.";
+    HTTP_CACHE_DEFAULT_TTL = "HTTP_CACHE_DEFAULT_TTL", default "300s", Server, secret false, "TTL for public responses without max-age.";
+    REDIS_CACHE_URL = "REDIS_CACHE_URL", default "", Server, secret true, "Redis URL of the cache (default: the shared Redis connection).";
+    REDIS_CACHE_KEY_PREFIX = "REDIS_CACHE_KEY_PREFIX", default "llmproxy:cache:", Server, secret false, "Key prefix of cached responses.";
+    REDIS_CACHE_TIMEOUT = "REDIS_CACHE_TIMEOUT", default "1s", Server, secret false, "Timeout of one cache operation before bypass.";
+    // Rate limits
+    DISTRIBUTED_RATE_LIMIT_ENABLED = "DISTRIBUTED_RATE_LIMIT_ENABLED", default "false", Server, secret false, "Enforce per-token and per-project request rates.";
+    DISTRIBUTED_RATE_LIMIT_PREFIX = "DISTRIBUTED_RATE_LIMIT_PREFIX", default "ratelimit:", Server, secret false, "Redis key prefix of rate-limit counters.";
+    DISTRIBUTED_RATE_LIMIT_KEY_SECRET = "DISTRIBUTED_RATE_LIMIT_KEY_SECRET", default "", Server, secret true, "HMAC secret hiding token ids in Redis keys.";
+    DISTRIBUTED_RATE_LIMIT_WINDOW = "DISTRIBUTED_RATE_LIMIT_WINDOW", default "1m", Server, secret false, "Window of the default limits.";
+    DISTRIBUTED_RATE_LIMIT_MAX = "DISTRIBUTED_RATE_LIMIT_MAX", default "60", Server, secret false, "Default requests per window and token.";
+    DISTRIBUTED_RATE_LIMIT_FALLBACK = "DISTRIBUTED_RATE_LIMIT_FALLBACK", default "true", Server, secret false, "Fail open (true) or closed (false) when Redis is down.";
+    // Dispatcher
+    DISPATCHER_SERVICE = "DISPATCHER_SERVICE", default "file", Dispatcher, secret false, "`file`, `lunary` or `helicone`.";
+    DISPATCHER_ENDPOINT = "DISPATCHER_ENDPOINT", default "", Dispatcher, secret false, "File path or backend URL (default per service).";
+    LLM_PROXY_API_KEY = "LLM_PROXY_API_KEY", default "", Dispatcher, secret true, "API key of the Lunary or Helicone backend.";
+    DISPATCHER_BUFFER = "DISPATCHER_BUFFER", default "1000", Dispatcher, secret false, "In-process event buffer.";
+    DISPATCHER_BATCH_SIZE = "DISPATCHER_BATCH_SIZE", default "100", Dispatcher, secret false, "Events per backend batch.";
+    DISPATCHER_HEALTH_ADDR = "DISPATCHER_HEALTH_ADDR", default ":8081", Dispatcher, secret false, "Address of the dispatcher's /health, /ready and /metrics.";
+    LLM_PROXY_DISPATCHER_VERBOSE = "LLM_PROXY_DISPATCHER_VERBOSE", default "false", Dispatcher, secret false, "Add response headers to dispatched events.";
+}
+
+/// Container port of the proxy (`LISTEN_ADDR` default).
+pub const PROXY_PORT: u16 = 8080;
+/// Container port of the dispatcher's health and metrics server (`DISPATCHER_HEALTH_ADDR` default).
+pub const DISPATCHER_HEALTH_PORT: u16 = 8081;
+/// Liveness path: the process is up.
+pub const LIVE_PATH: &str = "/live";
+/// Readiness path: the database is reachable and migrated.
+pub const READY_PATH: &str = "/ready";
+/// Health summary path.
+pub const HEALTH_PATH: &str = "/health";
+/// Default Prometheus text path (`METRICS_PATH` + `/prometheus`).
+pub const PROMETHEUS_PATH: &str = "/metrics/prometheus";
+/// Directory of the SQLite database and audit log in the container images.
+pub const CONTAINER_DATA_DIR: &str = "/app/data";
+/// Default dispatcher endpoints by service, as the seed chart renders them.
+pub const DISPATCHER_DEFAULT_FILE_ENDPOINT: &str = "/app/data/events.jsonl";
+/// Lunary ingestion endpoint.
+pub const DISPATCHER_DEFAULT_LUNARY_ENDPOINT: &str = "https://api.lunary.ai/v1/runs/ingest";
+/// Helicone custom-log endpoint.
+pub const DISPATCHER_DEFAULT_HELICONE_ENDPOINT: &str = "https://api.worker.helicone.ai/custom/v1/log";
+/// Event-bus values accepted by `LLM_PROXY_EVENT_BUS`.
+pub const EVENT_BUS_VALUES: &[&str] = &["in-memory", "redis-streams", "redis"];
+
+/// Looks up a variable of the contract by name.
+pub fn find(name: &str) -> Option<&'static EnvVar> {
+    ALL.iter().find(|v| v.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_match_their_constant() {
+        let mut names: Vec<_> = ALL.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "duplicate variable in the contract");
+        assert_eq!(find(MANAGEMENT_TOKEN).map(|v| v.secret), Some(true));
+        assert_eq!(find(LISTEN_ADDR).map(|v| v.default), Some(":8080"));
+    }
+
+    #[test]
+    fn secrets_have_no_default() {
+        for v in ALL.iter().filter(|v| v.secret) {
+            assert!(v.default.is_empty(), "{} is secret but has a default", v.name);
+        }
+    }
+}

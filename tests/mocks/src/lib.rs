@@ -1,0 +1,1 @@
+//! Mock servers for tests.
