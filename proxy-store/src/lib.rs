@@ -1,0 +1,1 @@
+//! Persistence of the llm-proxy data plane.
