@@ -1,0 +1,166 @@
+"""Static checks of the Helm charts, one subcommand each (used by scripts/test-charts.sh).
+
+  values-docs CHART_DIR            every leaf key of values.yaml appears in the README's value table, and
+                                   the table names no key that values.yaml lacks
+  rbac RULES_JSON CLUSTER_RENDER NAMESPACED_RENDER
+                                   the rendered ClusterRole/Role rules equal rbac-rules.json, for a cluster-wide
+                                   render and for a render with watchNamespaces (leader election on in both)
+  versions REPO_ROOT               chart versions, appVersions, default image tags, Dockerfile labels and the
+                                   workspace version agree
+  env-names REPO_ROOT RENDER...     every env var the rendered proxy/dispatcher pods set is part of the
+                                   llm-proxy-env contract (proxy-env/src/lib.rs)
+
+Exit status 0 on success, 1 with the differences printed otherwise. Run with the Python of scripts/tools.sh.
+"""
+
+import json
+import pathlib
+import re
+import sys
+
+import yaml
+
+
+def leaf_keys(node, prefix=""):
+    """Dotted paths of values.yaml leaves; empty maps and lists are leaves, non-empty lists too."""
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from leaf_keys(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1]
+
+
+def values_docs(chart_dir):
+    chart = pathlib.Path(chart_dir)
+    values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8")) or {}
+    documented = set(re.findall(r"^\|\s*`([^`]+)`\s*\|", (chart / "README.md").read_text(encoding="utf-8"), re.M))
+    keys = set(leaf_keys(values))
+    missing = sorted(keys - documented)
+    unknown = sorted(documented - keys)
+    for key in missing:
+        print(f"  {chart.name}: values.yaml key not in README table: {key}")
+    for key in unknown:
+        print(f"  {chart.name}: README table key not in values.yaml: {key}")
+    return 0 if not missing and not unknown else 1
+
+
+def expand(rules):
+    out = set()
+    for rule in rules or []:
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                out.add((group, resource, tuple(sorted(rule.get("verbs", [])))))
+    return out
+
+
+def rendered_rules(path):
+    by_kind = {}
+    with open(path, encoding="utf-8") as handle:
+        for doc in yaml.safe_load_all(handle):
+            if doc and doc.get("kind") in ("ClusterRole", "Role"):
+                name = f"{doc['kind']}/{doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}"
+                by_kind[name] = expand(doc.get("rules"))
+    return by_kind
+
+
+def rbac(rules_json, cluster_render, namespaced_render):
+    with open(rules_json, encoding="utf-8") as handle:
+        expected = json.load(handle)["rules"]
+    want = {}
+    for rule in expected:
+        want.setdefault(rule["scope"], set()).add((rule["apiGroup"], rule["resource"], tuple(sorted(rule["verbs"]))))
+    failures = []
+
+    def compare(label, got, wanted):
+        if got != wanted:
+            for item in sorted(wanted - got):
+                failures.append(f"  {label}: missing {item}")
+            for item in sorted(got - wanted):
+                failures.append(f"  {label}: not in rbac-rules.json {item}")
+
+    cluster = rendered_rules(cluster_render)
+    cluster_roles = {k: v for k, v in cluster.items() if k.startswith("ClusterRole/")}
+    lease_roles = {k: v for k, v in cluster.items() if k.startswith("Role/")}
+    if len(cluster_roles) != 1 or len(lease_roles) != 1:
+        failures.append(f"  cluster-wide render: expected one ClusterRole and one Role, got {sorted(cluster)}")
+    else:
+        compare("ClusterRole (cluster-wide)", next(iter(cluster_roles.values())), want["watched-namespaces"] | want["cluster"])
+        compare("leader-election Role", next(iter(lease_roles.values())), want["leader-election"])
+
+    namespaced = rendered_rules(namespaced_render)
+    ns_roles = {k: v for k, v in namespaced.items() if k.startswith("Role/") and not k.endswith("-leader-election")}
+    ns_cluster = {k: v for k, v in namespaced.items() if k.startswith("ClusterRole/")}
+    if len(ns_roles) < 2 or len(ns_cluster) != 1:
+        failures.append(f"  namespaced render: expected a Role per namespace and one ClusterRole, got {sorted(namespaced)}")
+    else:
+        for name, got in ns_roles.items():
+            compare(name, got, want["watched-namespaces"])
+        compare("ClusterRole (namespaced install)", next(iter(ns_cluster.values())), want["cluster"])
+    for line in failures:
+        print(line)
+    return 1 if failures else 0
+
+
+def versions(repo_root):
+    root = pathlib.Path(repo_root)
+    cargo = (root / "Cargo.toml").read_text(encoding="utf-8")
+    match = re.search(r"^\[workspace\.package\][^\[]*?^version\s*=\s*\"([^\"]+)\"", cargo, re.M | re.S)
+    if not match:
+        print("  Cargo.toml: no [workspace.package] version")
+        return 1
+    workspace = match.group(1)
+    found = {"Cargo.toml workspace.package.version": workspace}
+    for chart in ("llm-proxy", "llm-proxy-operator"):
+        meta = yaml.safe_load((root / "charts" / chart / "Chart.yaml").read_text(encoding="utf-8"))
+        values = yaml.safe_load((root / "charts" / chart / "values.yaml").read_text(encoding="utf-8"))
+        found[f"charts/{chart} version"] = str(meta["version"])
+        found[f"charts/{chart} appVersion"] = str(meta["appVersion"])
+        found[f"charts/{chart} image.tag (or appVersion)"] = str(values["image"]["tag"] or meta["appVersion"])
+    for dockerfile in sorted((root / "docker").glob("*.Dockerfile")):
+        label = re.search(r'org\.opencontainers\.image\.version="([^"]+)"', dockerfile.read_text(encoding="utf-8"))
+        found[f"{dockerfile.relative_to(root)} image.version label"] = label.group(1) if label else "<missing>"
+    wrong = {k: v for k, v in found.items() if v != workspace}
+    for key, value in wrong.items():
+        print(f"  {key} = {value}, workspace version = {workspace}")
+    return 1 if wrong else 0
+
+
+def env_names(repo_root, renders):
+    contract = set(re.findall(r'^\s*[A-Z0-9_]+ = "([A-Z0-9_]+)"', (pathlib.Path(repo_root) / "proxy-env/src/lib.rs").read_text(encoding="utf-8"), re.M))
+    # Kubernetes-only helper variables of the chart: PGPASSWORD feeds $(PGPASSWORD) in DATABASE_URL; the
+    # POSTGRES_* variables belong to the postgres image.
+    chart_only = {"PGPASSWORD", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD", "PGDATA"}
+    unknown = set()
+    for path in renders:
+        with open(path, encoding="utf-8") as handle:
+            for doc in yaml.safe_load_all(handle):
+                if not doc or doc.get("kind") not in ("Deployment", "StatefulSet"):
+                    continue
+                if doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "llm-proxy":
+                    continue
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    for entry in container.get("env", []):
+                        if entry["name"] not in contract and entry["name"] not in chart_only:
+                            unknown.add((path, entry["name"]))
+    for path, name in sorted(unknown):
+        print(f"  {path}: env {name} is not in the llm-proxy-env contract")
+    return 1 if unknown else 0
+
+
+def main(argv):
+    commands = {
+        "values-docs": (values_docs, 1),
+        "rbac": (rbac, 3),
+        "versions": (versions, 1),
+    }
+    if argv and argv[0] == "env-names" and len(argv) >= 3:
+        return env_names(argv[1], argv[2:])
+    if not argv or argv[0] not in commands or len(argv) - 1 != commands[argv[0]][1]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    function, _ = commands[argv[0]]
+    return function(*argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
