@@ -1,1 +1,4 @@
 //! The `llm-proxy` data plane.
+
+pub mod config;
+pub mod secret;

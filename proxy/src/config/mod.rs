@@ -1,0 +1,782 @@
+//! Configuration of `llm-proxy server`, read once from the environment into typed structs.
+//!
+//! Every variable name and default comes from `llm-proxy-env`. A value that does not parse is a start-up
+//! error naming the variable and the value (the value is withheld for secrets); nothing falls back
+//! silently. Empty variables count as unset.
+
+mod providers;
+pub mod values;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use llm_proxy_env as env;
+
+pub use providers::{ParamRule, Provider, ProviderError, fallback_provider, glob_match};
+
+use crate::secret::Secret;
+
+/// A configuration value that prevents start-up.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{name} is required but not set")]
+    Missing { name: &'static str },
+    #[error("invalid {name}={value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid {name} (secret, value not shown): {reason}")]
+    InvalidSecret { name: &'static str, reason: String },
+    #[error("{0}")]
+    Provider(#[from] ProviderError),
+}
+
+/// Everything `llm-proxy server` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen_addr: SocketAddr,
+    /// Bound on the wait for upstream response headers (streams are not cut by it).
+    pub request_timeout: Duration,
+    pub max_request_size: u64,
+    /// `None` = unlimited.
+    pub max_concurrent_requests: Option<usize>,
+    pub shutdown_timeout: Duration,
+    pub management_token: Secret,
+    pub provider: Provider,
+    pub database: DatabaseConfig,
+    pub encryption_key: Option<Secret>,
+    pub logging: LoggingConfig,
+    pub audit: AuditConfig,
+    pub metrics: MetricsConfig,
+    pub caches: HotPathCaches,
+    pub observability: ObservabilityConfig,
+    pub event_bus: EventBusKind,
+    pub redis: RedisConfig,
+    pub http_cache: HttpCacheConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Which database backs the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseDriver {
+    Sqlite { path: PathBuf },
+    Postgres { url: Secret },
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub driver: DatabaseDriver,
+    pub pool_size: u32,
+    pub max_idle: u32,
+    pub conn_max_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggingConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    /// Append to this file instead of stdout.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    pub log_file: Option<PathBuf>,
+    pub create_dir: bool,
+    pub store_in_db: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// JSON summary path; Prometheus text is served at `{path}/prometheus`.
+    pub path: String,
+}
+
+/// TTLs and sizes of the caches on the request path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotPathCaches {
+    pub enforce_project_active: bool,
+    pub project_active_ttl: Duration,
+    pub project_active_max: u64,
+    pub api_key_ttl: Duration,
+    pub api_key_max: u64,
+    pub token_ttl: Duration,
+    pub token_max: u64,
+    /// Bounded queue of usage updates of unlimited tokens.
+    pub usage_buffer: usize,
+    pub cache_stats_buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservabilityConfig {
+    pub enabled: bool,
+    pub buffer_size: usize,
+    pub max_request_body_bytes: usize,
+    pub max_response_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventBusKind {
+    InMemory,
+    RedisStreams,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `REDIS_URL` when set; otherwise built from address, database and password by the client.
+    pub url: Option<Secret>,
+    pub addr: String,
+    pub db: u32,
+    pub password: Option<Secret>,
+    pub stream_key: String,
+    pub stream_max_len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpCacheBackend {
+    InMemory,
+    Redis,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpCacheConfig {
+    pub enabled: bool,
+    pub backend: HttpCacheBackend,
+    pub stream_responses: bool,
+    pub max_object_bytes: u64,
+    pub max_bytes: u64,
+    pub default_ttl: Duration,
+    pub redis_url: Option<Secret>,
+    pub key_prefix: String,
+    pub redis_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub prefix: String,
+    pub key_secret: Option<Secret>,
+    pub window: Duration,
+    pub max: u64,
+    pub fail_open: bool,
+}
+
+/// Reads variables through a lookup function so tests never touch the process environment.
+struct Env<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The raw value, or the contract default when unset or empty.
+    fn raw(&self, name: &'static str) -> String {
+        match (self.lookup)(name) {
+            Some(value) if !value.trim().is_empty() => value,
+            _ => env::find(name)
+                .map(|v| v.default.to_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn optional(&self, name: &'static str) -> Option<String> {
+        let value = self.raw(name);
+        (!value.trim().is_empty()).then(|| value.trim().to_owned())
+    }
+
+    fn secret(&self, name: &'static str) -> Option<Secret> {
+        self.optional(name).map(Secret::new)
+    }
+
+    fn parse<T>(
+        &self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Result<T, ConfigError> {
+        let value = self.raw(name);
+        parse(&value).map_err(|reason| ConfigError::Invalid {
+            name,
+            value,
+            reason: reason.to_owned(),
+        })
+    }
+
+    fn one_of<T: Copy>(&self, name: &'static str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+        let value = self.raw(name);
+        let wanted = value.trim().to_ascii_lowercase();
+        choices
+            .iter()
+            .find(|(label, _)| *label == wanted)
+            .map(|(_, choice)| *choice)
+            .ok_or_else(|| ConfigError::Invalid {
+                name,
+                reason: format!(
+                    "expected one of {}",
+                    choices
+                        .iter()
+                        .map(|(l, _)| *l)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                value,
+            })
+    }
+
+    fn count(&self, name: &'static str) -> Result<u64, ConfigError> {
+        self.parse(name, values::parse_count)
+    }
+
+    fn usize(&self, name: &'static str) -> Result<usize, ConfigError> {
+        self.parse(name, |raw| {
+            values::parse_count(raw).and_then(|n| usize::try_from(n).map_err(|_| "value too large"))
+        })
+    }
+
+    fn u32(&self, name: &'static str) -> Result<u32, ConfigError> {
+        self.parse(name, |raw| {
+            values::parse_count(raw).and_then(|n| u32::try_from(n).map_err(|_| "value too large"))
+        })
+    }
+
+    fn positive_usize(&self, name: &'static str) -> Result<usize, ConfigError> {
+        self.parse(name, |raw| match values::parse_count(raw)? {
+            0 => Err("must be at least 1"),
+            n => usize::try_from(n).map_err(|_| "value too large"),
+        })
+    }
+
+    fn size_usize(&self, name: &'static str) -> Result<usize, ConfigError> {
+        self.parse(name, |raw| {
+            values::parse_size(raw).and_then(|n| usize::try_from(n).map_err(|_| "value too large"))
+        })
+    }
+
+    fn duration(&self, name: &'static str) -> Result<Duration, ConfigError> {
+        self.parse(name, values::parse_duration)
+    }
+
+    fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
+        self.parse(name, values::parse_bool)
+    }
+}
+
+impl ServerConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (a name → value function).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let e = Env { lookup };
+        let management_token = e
+            .secret(env::MANAGEMENT_TOKEN)
+            .ok_or(ConfigError::Missing {
+                name: env::MANAGEMENT_TOKEN,
+            })?;
+        let encryption_key = e.secret(env::ENCRYPTION_KEY);
+        if let Some(key) = &encryption_key {
+            validate_encryption_key(key.expose()).map_err(|reason| ConfigError::InvalidSecret {
+                name: env::ENCRYPTION_KEY,
+                reason: reason.to_owned(),
+            })?;
+        }
+        if e.bool(env::REQUIRE_ENCRYPTION_KEY)? && encryption_key.is_none() {
+            return Err(ConfigError::Missing {
+                name: env::ENCRYPTION_KEY,
+            });
+        }
+        Ok(Self {
+            listen_addr: e.parse(env::LISTEN_ADDR, values::parse_listen_addr)?,
+            request_timeout: e.parse(
+                env::REQUEST_TIMEOUT,
+                |raw| match values::parse_duration(raw)? {
+                    Duration::ZERO => Err("must be greater than zero"),
+                    d => Ok(d),
+                },
+            )?,
+            max_request_size: e.parse(env::MAX_REQUEST_SIZE, |raw| {
+                match values::parse_size(raw)? {
+                    0 => Err("must be greater than zero"),
+                    n => Ok(n),
+                }
+            })?,
+            max_concurrent_requests: Some(e.usize(env::MAX_CONCURRENT_REQUESTS)?)
+                .filter(|n| *n > 0),
+            shutdown_timeout: e.duration(env::SHUTDOWN_TIMEOUT)?,
+            management_token,
+            provider: providers::load_provider(
+                std::path::Path::new(&e.raw(env::API_CONFIG_PATH)),
+                e.raw(env::DEFAULT_API_PROVIDER).trim(),
+                &e.raw(env::OPENAI_API_URL),
+            )?,
+            database: database_config(&e)?,
+            encryption_key,
+            logging: LoggingConfig {
+                level: e.one_of(
+                    env::LOG_LEVEL,
+                    &[
+                        ("debug", LogLevel::Debug),
+                        ("info", LogLevel::Info),
+                        ("warn", LogLevel::Warn),
+                        ("error", LogLevel::Error),
+                    ],
+                )?,
+                format: e.one_of(
+                    env::LOG_FORMAT,
+                    &[("json", LogFormat::Json), ("text", LogFormat::Text)],
+                )?,
+                file: e.optional(env::LOG_FILE).map(PathBuf::from),
+            },
+            audit: AuditConfig {
+                enabled: e.bool(env::AUDIT_ENABLED)?,
+                log_file: e.optional(env::AUDIT_LOG_FILE).map(PathBuf::from),
+                create_dir: e.bool(env::AUDIT_CREATE_DIR)?,
+                store_in_db: e.bool(env::AUDIT_STORE_IN_DB)?,
+            },
+            metrics: MetricsConfig {
+                enabled: e.bool(env::ENABLE_METRICS)?,
+                path: e.parse(env::METRICS_PATH, |raw| {
+                    let path = raw.trim().trim_end_matches('/');
+                    let reserved = [
+                        "/v1",
+                        "/manage",
+                        env::HEALTH_PATH,
+                        env::LIVE_PATH,
+                        env::READY_PATH,
+                    ];
+                    if !path.starts_with('/')
+                        || path.len() < 2
+                        || path.contains("..")
+                        || path.contains("//")
+                    {
+                        Err("expected an absolute path such as /metrics")
+                    } else if reserved
+                        .iter()
+                        .any(|r| path == *r || path.starts_with(&format!("{r}/")))
+                    {
+                        Err("collides with a route of the proxy")
+                    } else {
+                        Ok(path.to_owned())
+                    }
+                })?,
+            },
+            caches: HotPathCaches {
+                enforce_project_active: e.bool(env::LLM_PROXY_ENFORCE_PROJECT_ACTIVE)?,
+                project_active_ttl: e.duration(env::LLM_PROXY_ACTIVE_CACHE_TTL)?,
+                project_active_max: e.count(env::LLM_PROXY_ACTIVE_CACHE_MAX)?,
+                api_key_ttl: e.duration(env::LLM_PROXY_API_KEY_CACHE_TTL)?,
+                api_key_max: e.count(env::LLM_PROXY_API_KEY_CACHE_MAX)?,
+                token_ttl: e.duration(env::LLM_PROXY_TOKEN_CACHE_TTL)?,
+                token_max: e.count(env::LLM_PROXY_TOKEN_CACHE_MAX)?,
+                usage_buffer: e.positive_usize(env::USAGE_STATS_BUFFER_SIZE)?,
+                cache_stats_buffer: e.positive_usize(env::CACHE_STATS_BUFFER_SIZE)?,
+            },
+            observability: ObservabilityConfig {
+                enabled: e.bool(env::OBSERVABILITY_ENABLED)?,
+                buffer_size: e.positive_usize(env::OBSERVABILITY_BUFFER_SIZE)?,
+                max_request_body_bytes: e.size_usize(env::OBSERVABILITY_MAX_REQUEST_BODY_BYTES)?,
+                max_response_body_bytes: e
+                    .size_usize(env::OBSERVABILITY_MAX_RESPONSE_BODY_BYTES)?,
+            },
+            event_bus: e.one_of(
+                env::LLM_PROXY_EVENT_BUS,
+                &[
+                    ("in-memory", EventBusKind::InMemory),
+                    ("redis-streams", EventBusKind::RedisStreams),
+                    ("redis", EventBusKind::RedisStreams),
+                ],
+            )?,
+            redis: RedisConfig {
+                url: redis_url(&e, env::REDIS_URL)?,
+                addr: e.raw(env::REDIS_ADDR).trim().to_owned(),
+                db: e.u32(env::REDIS_DB)?,
+                password: e.secret(env::REDIS_PASSWORD),
+                stream_key: e.raw(env::REDIS_STREAM_KEY).trim().to_owned(),
+                stream_max_len: e.count(env::REDIS_STREAM_MAX_LEN)?,
+            },
+            http_cache: HttpCacheConfig {
+                enabled: e.bool(env::HTTP_CACHE_ENABLED)?,
+                backend: e.one_of(
+                    env::HTTP_CACHE_BACKEND,
+                    &[
+                        ("in-memory", HttpCacheBackend::InMemory),
+                        ("redis", HttpCacheBackend::Redis),
+                    ],
+                )?,
+                stream_responses: e.bool(env::HTTP_CACHE_STREAM_RESPONSES)?,
+                max_object_bytes: e.parse(env::HTTP_CACHE_MAX_OBJECT_BYTES, values::parse_size)?,
+                max_bytes: e.parse(env::HTTP_CACHE_MAX_BYTES, values::parse_size)?,
+                default_ttl: e.duration(env::HTTP_CACHE_DEFAULT_TTL)?,
+                redis_url: redis_url(&e, env::REDIS_CACHE_URL)?,
+                key_prefix: e.raw(env::REDIS_CACHE_KEY_PREFIX),
+                redis_timeout: e.duration(env::REDIS_CACHE_TIMEOUT)?,
+            },
+            rate_limit: RateLimitConfig {
+                enabled: e.bool(env::DISTRIBUTED_RATE_LIMIT_ENABLED)?,
+                prefix: e.raw(env::DISTRIBUTED_RATE_LIMIT_PREFIX),
+                key_secret: e.secret(env::DISTRIBUTED_RATE_LIMIT_KEY_SECRET),
+                window: e.parse(env::DISTRIBUTED_RATE_LIMIT_WINDOW, |raw| {
+                    match values::parse_duration(raw)? {
+                        Duration::ZERO => Err("must be greater than zero"),
+                        d => Ok(d),
+                    }
+                })?,
+                max: e.count(env::DISTRIBUTED_RATE_LIMIT_MAX)?,
+                fail_open: e.bool(env::DISTRIBUTED_RATE_LIMIT_FALLBACK)?,
+            },
+        })
+    }
+}
+
+fn database_config<F: Fn(&str) -> Option<String>>(
+    e: &Env<F>,
+) -> Result<DatabaseConfig, ConfigError> {
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Sqlite,
+        Postgres,
+    }
+    let driver = match e.one_of(
+        env::DB_DRIVER,
+        &[("sqlite", Kind::Sqlite), ("postgres", Kind::Postgres)],
+    )? {
+        Kind::Sqlite => DatabaseDriver::Sqlite {
+            path: PathBuf::from(e.raw(env::DATABASE_PATH).trim()),
+        },
+        Kind::Postgres => {
+            let url = e.secret(env::DATABASE_URL).ok_or(ConfigError::Missing {
+                name: env::DATABASE_URL,
+            })?;
+            if !(url.expose().starts_with("postgres://")
+                || url.expose().starts_with("postgresql://"))
+            {
+                return Err(ConfigError::InvalidSecret {
+                    name: env::DATABASE_URL,
+                    reason: "expected a postgres:// or postgresql:// URL".to_owned(),
+                });
+            }
+            DatabaseDriver::Postgres { url }
+        }
+    };
+    let pool_size = e.parse(env::DATABASE_POOL_SIZE, |raw| {
+        match values::parse_count(raw)? {
+            0 => Err("must be at least 1"),
+            n => u32::try_from(n).map_err(|_| "value too large"),
+        }
+    })?;
+    Ok(DatabaseConfig {
+        driver,
+        pool_size,
+        max_idle: e.u32(env::DATABASE_MAX_IDLE_CONNS)?.min(pool_size),
+        conn_max_lifetime: e.duration(env::DATABASE_CONN_MAX_LIFETIME)?,
+    })
+}
+
+fn redis_url<F: Fn(&str) -> Option<String>>(
+    e: &Env<F>,
+    name: &'static str,
+) -> Result<Option<Secret>, ConfigError> {
+    match e.secret(name) {
+        Some(url)
+            if !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://")) =>
+        {
+            Err(ConfigError::InvalidSecret {
+                name,
+                reason: "expected a redis:// or rediss:// URL".to_owned(),
+            })
+        }
+        other => Ok(other),
+    }
+}
+
+/// `ENCRYPTION_KEY` must be standard base64 of exactly 32 bytes (AES-256).
+fn validate_encryption_key(raw: &str) -> Result<(), &'static str> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|_| "expected standard base64")?;
+    if bytes.len() == 32 {
+        Ok(())
+    } else {
+        Err("must decode to exactly 32 bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const KEY_32: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn config(vars: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        let mut map: HashMap<String, String> = HashMap::new();
+        map.insert(
+            env::MANAGEMENT_TOKEN.into(),
+            "management-secret-value".into(),
+        );
+        map.insert(
+            env::API_CONFIG_PATH.into(),
+            "/nonexistent/llm-proxy/providers.yaml".into(),
+        );
+        for (k, v) in vars {
+            map.insert((*k).into(), (*v).into());
+        }
+        ServerConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn error(vars: &[(&str, &str)]) -> String {
+        match config(vars) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("expected {vars:?} to be rejected"),
+        }
+    }
+
+    #[test]
+    fn defaults_of_the_contract_are_applied() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_request_size, 10_485_760);
+        assert_eq!(c.max_concurrent_requests, Some(100));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.provider.name, "openai");
+        assert_eq!(c.provider.base_url.to_string(), "https://api.openai.com/");
+        assert_eq!(
+            c.database.driver,
+            DatabaseDriver::Sqlite {
+                path: "./data/llm-proxy.db".into()
+            }
+        );
+        assert_eq!(c.database.pool_size, 10);
+        assert_eq!(c.database.max_idle, 5);
+        assert_eq!(c.database.conn_max_lifetime, Duration::from_secs(3600));
+        assert_eq!(
+            c.logging,
+            LoggingConfig {
+                level: LogLevel::Info,
+                format: LogFormat::Json,
+                file: None
+            }
+        );
+        assert_eq!(
+            c.metrics,
+            MetricsConfig {
+                enabled: true,
+                path: "/metrics".into()
+            }
+        );
+        assert!(c.caches.enforce_project_active);
+        assert_eq!(c.caches.token_ttl, Duration::from_secs(300));
+        assert_eq!(c.caches.usage_buffer, 1000);
+        assert_eq!(c.observability.max_response_body_bytes, 262_144);
+        assert_eq!(c.event_bus, EventBusKind::InMemory);
+        assert!(c.encryption_key.is_none());
+        assert!(c.audit.enabled);
+        assert_eq!(c.http_cache.default_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn management_token_is_required() {
+        let err = ServerConfig::from_lookup(|_| None).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Missing {
+                name: env::MANAGEMENT_TOKEN
+            }
+        );
+        let blank = ServerConfig::from_lookup(|name| {
+            (name == env::MANAGEMENT_TOKEN).then(|| "  ".to_owned())
+        });
+        assert!(matches!(blank, Err(ConfigError::Missing { .. })));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_value() {
+        let cases = [
+            (env::LISTEN_ADDR, "8080"),
+            (env::REQUEST_TIMEOUT, "30"),
+            (env::REQUEST_TIMEOUT, "0"),
+            (env::MAX_REQUEST_SIZE, "big"),
+            (env::MAX_REQUEST_SIZE, "0"),
+            (env::MAX_CONCURRENT_REQUESTS, "-1"),
+            (env::SHUTDOWN_TIMEOUT, "forever"),
+            (env::DB_DRIVER, "mysql"),
+            (env::DATABASE_POOL_SIZE, "0"),
+            (env::DATABASE_CONN_MAX_LIFETIME, "1 hour"),
+            (env::REQUIRE_ENCRYPTION_KEY, "maybe"),
+            (env::LOG_LEVEL, "verbose"),
+            (env::LOG_FORMAT, "console"),
+            (env::AUDIT_ENABLED, "2"),
+            (env::ENABLE_METRICS, "sure"),
+            (env::METRICS_PATH, "metrics"),
+            (env::METRICS_PATH, "/v1/metrics"),
+            (env::METRICS_PATH, "/health"),
+            (env::LLM_PROXY_TOKEN_CACHE_TTL, "5"),
+            (env::LLM_PROXY_TOKEN_CACHE_MAX, "many"),
+            (env::USAGE_STATS_BUFFER_SIZE, "0"),
+            (env::OBSERVABILITY_BUFFER_SIZE, "0"),
+            (env::OBSERVABILITY_MAX_REQUEST_BODY_BYTES, "1.5MiB"),
+            (env::LLM_PROXY_EVENT_BUS, "kafka"),
+            (env::REDIS_DB, "x"),
+            (env::HTTP_CACHE_BACKEND, "memcached"),
+            (env::HTTP_CACHE_DEFAULT_TTL, "300"),
+            (env::DISTRIBUTED_RATE_LIMIT_WINDOW, "0"),
+            (env::OPENAI_API_URL, "ftp://example.com"),
+        ];
+        for (name, value) in cases {
+            let message = error(&[(name, value)]);
+            assert!(message.contains(name), "{name}={value}: {message}");
+            if name != env::OPENAI_API_URL {
+                assert!(
+                    message.contains(&format!("{value:?}")),
+                    "{name}={value}: {message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn database_driver_is_never_a_silent_fallback() {
+        assert!(error(&[(env::DB_DRIVER, "postgres")]).contains("DATABASE_URL is required"));
+        let c = config(&[
+            (env::DB_DRIVER, "Postgres"),
+            (env::DATABASE_URL, "postgres://u:pw@db/x"),
+        ])
+        .unwrap();
+        assert!(matches!(c.database.driver, DatabaseDriver::Postgres { .. }));
+        let bad_url = error(&[
+            (env::DB_DRIVER, "postgres"),
+            (env::DATABASE_URL, "mysql://u:hunter2@db"),
+        ]);
+        assert!(
+            bad_url.contains("DATABASE_URL") && !bad_url.contains("hunter2"),
+            "{bad_url}"
+        );
+        let sqlite = config(&[(env::DATABASE_PATH, "/tmp/x.db")]).unwrap();
+        assert_eq!(
+            sqlite.database.driver,
+            DatabaseDriver::Sqlite {
+                path: "/tmp/x.db".into()
+            }
+        );
+    }
+
+    #[test]
+    fn encryption_key_is_validated_without_echoing_it() {
+        assert!(
+            config(&[(env::ENCRYPTION_KEY, KEY_32)])
+                .unwrap()
+                .encryption_key
+                .is_some()
+        );
+        let short = error(&[(env::ENCRYPTION_KEY, "c2hvcnQta2V5")]);
+        assert!(
+            short.contains("ENCRYPTION_KEY") && !short.contains("c2hvcnQta2V5"),
+            "{short}"
+        );
+        assert!(error(&[(env::ENCRYPTION_KEY, "not base64!")]).contains("base64"));
+        assert!(
+            error(&[(env::REQUIRE_ENCRYPTION_KEY, "true")]).contains("ENCRYPTION_KEY is required")
+        );
+        assert!(
+            config(&[
+                (env::REQUIRE_ENCRYPTION_KEY, "yes"),
+                (env::ENCRYPTION_KEY, KEY_32)
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn typed_values_are_parsed() {
+        let c = config(&[
+            (env::LISTEN_ADDR, "127.0.0.1:0"),
+            (env::MAX_CONCURRENT_REQUESTS, "0"),
+            (env::MAX_REQUEST_SIZE, "1MiB"),
+            (env::LOG_FORMAT, "TEXT"),
+            (env::LOG_LEVEL, "debug"),
+            (env::LOG_FILE, "/tmp/proxy.log"),
+            (env::METRICS_PATH, "/stats/"),
+            (env::LLM_PROXY_ENFORCE_PROJECT_ACTIVE, "no"),
+            (env::LLM_PROXY_EVENT_BUS, "redis"),
+            (env::DATABASE_MAX_IDLE_CONNS, "50"),
+        ])
+        .unwrap();
+        assert_eq!(c.listen_addr.port(), 0);
+        assert_eq!(c.max_concurrent_requests, None);
+        assert_eq!(c.max_request_size, 1 << 20);
+        assert_eq!(c.logging.format, LogFormat::Text);
+        assert_eq!(c.logging.level, LogLevel::Debug);
+        assert_eq!(c.logging.file, Some("/tmp/proxy.log".into()));
+        assert_eq!(c.metrics.path, "/stats");
+        assert!(!c.caches.enforce_project_active);
+        assert_eq!(c.event_bus, EventBusKind::RedisStreams);
+        assert_eq!(
+            c.database.max_idle, 10,
+            "idle connections are capped by the pool size"
+        );
+    }
+
+    #[test]
+    fn redis_urls_must_be_redis_urls_and_stay_secret() {
+        let message = error(&[(env::REDIS_URL, "http://:pw@host")]);
+        assert!(
+            message.contains("REDIS_URL") && !message.contains("pw@"),
+            "{message}"
+        );
+        assert!(config(&[(env::REDIS_URL, "rediss://:pw@host:6380/0")]).is_ok());
+    }
+
+    #[test]
+    fn a_present_but_invalid_provider_file_is_an_error() {
+        let path =
+            std::env::temp_dir().join(format!("llm-proxy-bad-{}.yaml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "apis:\n  openai:\n    base_url: https://x\n    allowed_endpoints: []\n    allowed_methods: [GET]\n").unwrap();
+        let message = error(&[(env::API_CONFIG_PATH, path.to_str().unwrap())]);
+        assert!(
+            message.contains("allowed_endpoints must not be empty"),
+            "{message}"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn debug_output_never_contains_secrets() {
+        let c = config(&[
+            (env::ENCRYPTION_KEY, KEY_32),
+            (env::DB_DRIVER, "postgres"),
+            (env::DATABASE_URL, "postgres://u:db-password@db/x"),
+            (env::REDIS_PASSWORD, "redis-password"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        for secret in [
+            "management-secret-value",
+            KEY_32,
+            "db-password",
+            "redis-password",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked into Debug");
+        }
+    }
+}
