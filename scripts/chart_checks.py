@@ -5,7 +5,7 @@
   rbac RULES_JSON CLUSTER_RENDER NAMESPACED_RENDER
                                    the rendered ClusterRole/Role rules equal rbac-rules.json, for a cluster-wide
                                    render and for a render with watchNamespaces (leader election on in both)
-  versions REPO_ROOT               chart versions, appVersions, default image tags, Dockerfile labels and the
+  versions REPO_ROOT               chart versions, appVersions, default image tags, the Dockerfiles' VERSION and the
                                    workspace version agree
   env-names REPO_ROOT RENDER...     every env var the rendered proxy/dispatcher pods set is part of the
                                    llm-proxy-env contract (proxy-env/src/lib.rs)
@@ -116,9 +116,11 @@ def versions(repo_root):
         found[f"charts/{chart} version"] = str(meta["version"])
         found[f"charts/{chart} appVersion"] = str(meta["appVersion"])
         found[f"charts/{chart} image.tag (or appVersion)"] = str(values["image"]["tag"] or meta["appVersion"])
-    for dockerfile in sorted((root / "docker").glob("*.Dockerfile")):
-        label = re.search(r'org\.opencontainers\.image\.version="([^"]+)"', dockerfile.read_text(encoding="utf-8"))
-        found[f"{dockerfile.relative_to(root)} image.version label"] = label.group(1) if label else "<missing>"
+    for image in ("llm-proxy", "llm-proxy-operator"):
+        dockerfile = root / "docker" / f"{image}.Dockerfile"
+        text = dockerfile.read_text(encoding="utf-8") if dockerfile.exists() else ""
+        arg = re.search(r"^ARG VERSION=(\S+)$", text, re.M)
+        found[f"docker/{image}.Dockerfile ARG VERSION"] = arg.group(1) if arg else "<missing>"
     wrong = {k: v for k, v in found.items() if v != workspace}
     for key, value in wrong.items():
         print(f"  {key} = {value}, workspace version = {workspace}")

