@@ -1,0 +1,1 @@
+//! The llm-proxy event dispatcher (under construction).

@@ -1,0 +1,25 @@
+//! The instrumentation event bus of llm-proxy.
+//!
+//! - [`InstrumentationEvent`]: the wire type, compatible with the upstream Go proxy.
+//! - [`EventPublisher`]: what the proxy's request path calls; never waits on I/O.
+//! - [`StreamConsumer`]: what the dispatcher reads the Redis stream with; acknowledges only on request.
+//! - [`EventBusKind`], [`RedisSettings`], [`StreamSettings`]: configuration from the environment.
+
+mod consumer;
+mod event;
+mod publisher;
+mod settings;
+
+pub use consumer::{
+    CONSUMER_TIMEOUT_MARGIN, ConsumerError, ConsumerSettings, Delivery, MalformedEntry,
+    StreamConsumer, StreamEntry,
+};
+pub use event::{InstrumentationEvent, Usage};
+pub use publisher::{
+    BusHealth, EventPublisher, EventSubscription, PUBLISHER_REDIS_TIMEOUT, PublisherMetrics,
+    StreamTarget,
+};
+pub use settings::{
+    ConfigError, EventBusKind, RedisSettings, StreamSettings, parse_duration, read_duration,
+    read_number,
+};

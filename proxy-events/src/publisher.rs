@@ -1,0 +1,354 @@
+//! Publishing instrumentation events without ever waiting on I/O in the caller.
+//!
+//! [`EventPublisher::publish`] only hands the event to a bounded in-process structure:
+//! - in-memory bus: a bounded `tokio::sync::broadcast` ring shared by all subscribers; a subscriber
+//!   that falls behind loses the oldest events and the loss is counted as `lagged`;
+//! - Redis Streams: a bounded queue drained by one background writer that `XADD`s the events. While
+//!   Redis is unreachable the writer keeps retrying with capped backoff, the queue holds what it can,
+//!   and everything beyond it is dropped and counted. [`EventPublisher::shutdown`] flushes the queue
+//!   within a bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::InstrumentationEvent;
+use crate::settings::{EventBusKind, StreamSettings};
+
+/// Events written to Redis in one pipeline.
+const WRITE_BATCH: usize = 64;
+/// First and largest pause between attempts to reach Redis.
+const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Response timeout of the publisher's Redis commands.
+pub const PUBLISHER_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counters of the publishing side, shared with the background writer.
+#[derive(Debug, Clone, Default)]
+pub struct PublisherMetrics {
+    /// Events accepted by the bus.
+    pub published: Counter,
+    /// Events dropped because the queue was full, the bus was shut down, or the flush bound expired.
+    pub dropped: Counter,
+    /// Events an in-memory subscriber missed because it fell behind.
+    pub lagged: Counter,
+    /// Events written to the Redis stream.
+    pub written: Counter,
+    /// Failed attempts to write to Redis.
+    pub write_errors: Counter,
+    /// 1 while the bus can deliver (always 1 in memory), 0 while Redis is unreachable.
+    pub connected: Gauge,
+}
+
+impl PublisherMetrics {
+    /// Registers the counters under `llm_proxy_event_bus_*`.
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("llm_proxy_event_bus");
+        sub.register(
+            "published",
+            "Events accepted by the event bus",
+            self.published.clone(),
+        );
+        sub.register(
+            "dropped",
+            "Events dropped (queue full, shutdown or flush bound)",
+            self.dropped.clone(),
+        );
+        sub.register(
+            "lagged",
+            "Events missed by slow in-memory subscribers",
+            self.lagged.clone(),
+        );
+        sub.register(
+            "written",
+            "Events written to the Redis stream",
+            self.written.clone(),
+        );
+        sub.register(
+            "write_errors",
+            "Failed attempts to write to Redis",
+            self.write_errors.clone(),
+        );
+        sub.register(
+            "connected",
+            "1 when the event bus can deliver, 0 when degraded",
+            self.connected.clone(),
+        );
+    }
+}
+
+/// What `/ready` and the metrics endpoint report about the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusHealth {
+    /// The configured bus.
+    pub kind: EventBusKind,
+    /// False while the last attempt to write to Redis failed.
+    pub connected: bool,
+    /// Events waiting in the queue.
+    pub queued: usize,
+}
+
+/// Where to append events in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTarget {
+    /// The stream key.
+    pub stream_key: String,
+    /// Approximate MAXLEN; 0 = no trimming.
+    pub max_len: u64,
+}
+
+impl From<&StreamSettings> for StreamTarget {
+    fn from(settings: &StreamSettings) -> Self {
+        Self {
+            stream_key: settings.stream_key.clone(),
+            max_len: settings.max_len,
+        }
+    }
+}
+
+/// The proxy's handle on the event bus; cheap to clone.
+#[derive(Clone)]
+pub struct EventPublisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sink: Sink,
+    metrics: PublisherMetrics,
+    connected: Arc<AtomicBool>,
+    stop: CancellationToken,
+    writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+enum Sink {
+    InMemory(broadcast::Sender<Arc<InstrumentationEvent>>),
+    RedisStreams(mpsc::Sender<InstrumentationEvent>),
+}
+
+impl EventPublisher {
+    /// An in-process bus whose subscribers each see up to `buffer` unread events.
+    pub fn in_memory(buffer: usize) -> Self {
+        let (sender, _) = broadcast::channel(buffer.max(1));
+        let metrics = PublisherMetrics::default();
+        metrics.connected.set(1);
+        Self {
+            inner: Arc::new(Inner {
+                sink: Sink::InMemory(sender),
+                metrics,
+                connected: Arc::new(AtomicBool::new(true)),
+                stop: CancellationToken::new(),
+                writer: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A Redis Streams bus holding up to `buffer` unwritten events. Spawns the background writer on
+    /// the current Tokio runtime; it does not wait for Redis to be reachable (events queue meanwhile).
+    pub fn redis_streams(
+        connection: redis::aio::ConnectionManager,
+        target: StreamTarget,
+        buffer: usize,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel(buffer.max(1));
+        let metrics = PublisherMetrics::default();
+        // Optimistic until the first write says otherwise.
+        metrics.connected.set(1);
+        let connected = Arc::new(AtomicBool::new(true));
+        let stop = CancellationToken::new();
+        let writer = StreamWriter {
+            connection,
+            target,
+            metrics: metrics.clone(),
+            connected: connected.clone(),
+        };
+        let handle = tokio::spawn(writer.run(receiver, stop.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                sink: Sink::RedisStreams(sender),
+                metrics,
+                connected,
+                stop,
+                writer: tokio::sync::Mutex::new(Some(handle)),
+            }),
+        }
+    }
+
+    /// Hands `event` to the bus without waiting; when the queue is full the event is dropped and counted.
+    pub fn publish(&self, event: InstrumentationEvent) {
+        let metrics = &self.inner.metrics;
+        match &self.inner.sink {
+            Sink::InMemory(sender) => {
+                // An error only means nobody subscribes right now: nothing to deliver to.
+                let _ = sender.send(Arc::new(event));
+                metrics.published.inc();
+            }
+            Sink::RedisStreams(sender) => match sender.try_send(event) {
+                Ok(()) => {
+                    metrics.published.inc();
+                }
+                Err(_) => {
+                    metrics.dropped.inc();
+                }
+            },
+        }
+    }
+
+    /// A new subscriber of the in-memory bus (it sees events published from now on); `None` on Redis,
+    /// where the dispatcher reads the stream with a [`crate::StreamConsumer`] instead.
+    pub fn subscribe(&self) -> Option<EventSubscription> {
+        match &self.inner.sink {
+            Sink::InMemory(sender) => Some(EventSubscription {
+                receiver: sender.subscribe(),
+                lagged: self.inner.metrics.lagged.clone(),
+            }),
+            Sink::RedisStreams(_) => None,
+        }
+    }
+
+    /// The counters, for registration in a Prometheus registry or for tests.
+    pub fn metrics(&self) -> &PublisherMetrics {
+        &self.inner.metrics
+    }
+
+    /// Current health of the bus.
+    pub fn health(&self) -> BusHealth {
+        match &self.inner.sink {
+            Sink::InMemory(_) => BusHealth {
+                kind: EventBusKind::InMemory,
+                connected: true,
+                queued: 0,
+            },
+            Sink::RedisStreams(sender) => BusHealth {
+                kind: EventBusKind::RedisStreams,
+                connected: self.inner.connected.load(Ordering::Relaxed),
+                queued: sender.max_capacity() - sender.capacity(),
+            },
+        }
+    }
+
+    /// Stops accepting events and writes the queued ones, giving up after `bound`; what could not be
+    /// written by then is counted as dropped. Idempotent.
+    pub async fn shutdown(&self, bound: Duration) {
+        self.inner.stop.cancel();
+        let Some(mut handle) = self.inner.writer.lock().await.take() else {
+            return;
+        };
+        if tokio::time::timeout(bound, &mut handle).await.is_err() {
+            handle.abort();
+            let queued = self.health().queued;
+            self.inner.metrics.dropped.inc_by(queued as u64);
+            tracing::warn!(dropped = queued, "event bus flush did not finish in time");
+        }
+    }
+}
+
+/// One subscriber of the in-memory bus.
+pub struct EventSubscription {
+    receiver: broadcast::Receiver<Arc<InstrumentationEvent>>,
+    lagged: Counter,
+}
+
+impl EventSubscription {
+    /// The next event; `None` once the bus is gone. Events missed by falling behind are counted.
+    pub async fn recv(&mut self) -> Option<Arc<InstrumentationEvent>> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    self.lagged.inc_by(missed);
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// The background task that moves queued events into the Redis stream.
+struct StreamWriter {
+    connection: redis::aio::ConnectionManager,
+    target: StreamTarget,
+    metrics: PublisherMetrics,
+    connected: Arc<AtomicBool>,
+}
+
+impl StreamWriter {
+    async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<InstrumentationEvent>,
+        stop: CancellationToken,
+    ) {
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        loop {
+            let first = tokio::select! {
+                biased;
+                event = queue.recv() => event,
+                () = stop.cancelled() => {
+                    // Refuse new events; those already queued are still received below.
+                    queue.close();
+                    queue.recv().await
+                }
+            };
+            let Some(first) = first else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < WRITE_BATCH {
+                match queue.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            self.write_until_accepted(&batch).await;
+            batch.clear();
+        }
+    }
+
+    /// Retries with capped exponential backoff until Redis accepts the batch; the queue meanwhile
+    /// holds new events up to its bound.
+    async fn write_until_accepted(&mut self, batch: &[InstrumentationEvent]) {
+        let pipeline = self.build_pipeline(batch);
+        let mut backoff = RETRY_INITIAL_BACKOFF;
+        loop {
+            match pipeline.query_async::<()>(&mut self.connection).await {
+                Ok(()) => {
+                    if !self.connected.swap(true, Ordering::Relaxed) {
+                        tracing::info!("event bus: Redis reachable again");
+                    }
+                    self.metrics.connected.set(1);
+                    self.metrics.written.inc_by(batch.len() as u64);
+                    return;
+                }
+                Err(error) => {
+                    self.metrics.write_errors.inc();
+                    self.metrics.connected.set(0);
+                    if self.connected.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(error = %error, "event bus degraded: cannot write to Redis; buffering");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY_MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn build_pipeline(&self, batch: &[InstrumentationEvent]) -> redis::Pipeline {
+        let mut pipeline = redis::pipe();
+        for event in batch {
+            let command = pipeline.cmd("XADD").arg(&self.target.stream_key);
+            if self.target.max_len > 0 {
+                command.arg("MAXLEN").arg("~").arg(self.target.max_len);
+            }
+            // Serializing a struct of strings, numbers and maps cannot fail.
+            let json = serde_json::to_string(event).unwrap_or_default();
+            command.arg("*").arg("data").arg(json).ignore();
+        }
+        pipeline
+    }
+}
