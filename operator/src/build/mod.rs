@@ -1,0 +1,75 @@
+//! Pure builders: one function per child kind, each from the [`RenderContext`] to a typed object.
+//! [`all`] decides which children exist for a spec and serializes them for server-side apply.
+
+pub mod autoscaling;
+pub mod dispatcher;
+pub mod monitoring;
+pub mod network;
+pub mod pod;
+pub mod postgres;
+pub mod proxy;
+pub mod secrets;
+pub mod storage;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::render::RenderContext;
+
+/// Component label of the proxy Deployment, Service, HPA, Ingress, ServiceMonitor and data PVC.
+pub const COMPONENT_PROXY: &str = "proxy";
+/// Component label of the dispatcher Deployment and its PVC.
+pub const COMPONENT_DISPATCHER: &str = "dispatcher";
+/// Component label of the dev PostgreSQL StatefulSet and Service.
+pub const COMPONENT_POSTGRESQL: &str = "postgresql";
+/// Component label of the `<name>-config` Secret.
+pub const COMPONENT_CONFIG: &str = "config";
+/// Component label of the generated management-token Secret.
+pub const COMPONENT_MANAGEMENT_TOKEN: &str = "management-token";
+/// Component label of the Grafana dashboard ConfigMap.
+pub const COMPONENT_DASHBOARD: &str = "dashboard";
+
+fn push(children: &mut Vec<serde_json::Value>, object: impl Serialize) -> Result<(), Error> {
+    children.push(serde_json::to_value(object)?);
+    Ok(())
+}
+
+/// Every child wanted for the spec, Secrets and PVCs before the workloads that use them.
+pub fn all(ctx: &RenderContext<'_>) -> Result<Vec<serde_json::Value>, Error> {
+    let spec = &ctx.proxy.spec;
+    let mut children = Vec::new();
+    if let Some(secret) = secrets::config_secret(ctx) {
+        push(&mut children, secret)?;
+    }
+    if spec.persistence.enabled {
+        push(&mut children, storage::data_pvc(ctx))?;
+    }
+    if spec.postgresql.enabled {
+        push(&mut children, postgres::service(ctx))?;
+        push(&mut children, postgres::stateful_set(ctx))?;
+    }
+    push(&mut children, proxy::deployment(ctx)?)?;
+    push(&mut children, network::service(ctx))?;
+    if spec.dispatcher.enabled {
+        if dispatcher::uses_pvc(spec) {
+            push(&mut children, storage::dispatcher_pvc(ctx))?;
+        }
+        push(&mut children, dispatcher::deployment(ctx)?)?;
+    }
+    if spec.autoscaling.enabled {
+        push(&mut children, autoscaling::hpa(ctx))?;
+    }
+    if spec.ingress.enabled {
+        push(&mut children, network::ingress(ctx))?;
+    }
+    if spec.metrics.enabled
+        && spec.metrics.service_monitor.enabled
+        && ctx.referenced.service_monitor_crd_served
+    {
+        children.push(monitoring::service_monitor(ctx));
+    }
+    if spec.metrics.enabled && spec.metrics.grafana_dashboard.enabled {
+        push(&mut children, monitoring::dashboard(ctx))?;
+    }
+    Ok(children)
+}

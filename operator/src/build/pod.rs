@@ -1,0 +1,126 @@
+//! Pieces shared by the pod templates: env entries, probes, image reference, spec overrides.
+
+use k8s_openapi::api::core::v1::{
+    EnvVar, EnvVarSource, HTTPGetAction, Probe, SecretKeySelector, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::de::DeserializeOwned;
+
+use crate::crd::Image;
+use crate::error::Error;
+use crate::sources::SecretSource;
+
+/// Tag used when `image.tag` is empty (the chart's appVersion).
+pub const DEFAULT_IMAGE_TAG: &str = "latest";
+
+/// `repository:tag`, the tag defaulting like the chart's.
+pub fn image_reference(image: &Image) -> String {
+    let tag = if image.tag.is_empty() {
+        DEFAULT_IMAGE_TAG
+    } else {
+        &image.tag
+    };
+    format!("{}:{tag}", image.repository)
+}
+
+/// A literal env entry.
+pub fn literal(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}
+
+/// An env entry read from a Secret key.
+pub fn from_secret(name: &str, source: &SecretSource) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: source.name.clone(),
+                key: source.key.clone(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// An HTTP GET probe on a named port.
+pub fn http_probe(path: &str, port: &str, initial_delay: i32, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(port.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// Parses a free-form spec field (kept schemaless in the CRD to keep it small) as a Kubernetes type.
+pub fn parse_override<T: DeserializeOwned>(
+    value: Option<&serde_json::Value>,
+    field: &'static str,
+    kind: &'static str,
+) -> Result<Option<T>, Error> {
+    value
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
+        .map_err(|e| Error::InvalidOverride {
+            field,
+            kind,
+            reason: e.to_string(),
+        })
+}
+
+/// An emptyDir volume and its mount.
+pub fn empty_dir(name: &str, mount_path: &str) -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: name.to_owned(),
+            empty_dir: Some(Default::default()),
+            ..Volume::default()
+        },
+        mount(name, mount_path),
+    )
+}
+
+/// A mount of the volume `name`.
+pub fn mount(name: &str, mount_path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: mount_path.to_owned(),
+        ..VolumeMount::default()
+    }
+}
+
+/// `None` for an empty collection (keeps rendered objects free of empty fields).
+pub fn non_empty<C: IsEmpty>(collection: C) -> Option<C> {
+    (!collection.is_empty()).then_some(collection)
+}
+
+/// Collections [`non_empty`] accepts.
+pub trait IsEmpty {
+    /// Whether there is nothing in it.
+    fn is_empty(&self) -> bool;
+}
+
+impl<T> IsEmpty for Vec<T> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl<K, V> IsEmpty for std::collections::BTreeMap<K, V> {
+    fn is_empty(&self) -> bool {
+        std::collections::BTreeMap::is_empty(self)
+    }
+}

@@ -1,0 +1,71 @@
+//! Operator-owned Secrets: `<name>-config` (the spec's plaintext values, so they never appear as env
+//! literals) and the generated `<name>-management` token (created once, never rewritten).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+
+use super::{COMPONENT_CONFIG, COMPONENT_MANAGEMENT_TOKEN};
+use crate::render::{GENERATED_ANNOTATION, RenderContext};
+use crate::sources::{
+    CONFIG_POSTGRES_PASSWORD_KEY, Origin, config_secret_name, management_secret_name,
+};
+
+/// Bytes of entropy of a generated management token (the upstream security guide's 32).
+pub const GENERATED_TOKEN_BYTES: usize = 32;
+
+/// Plaintext values of the spec that the pods read, by key of `<name>-config`.
+pub fn config_secret_data(ctx: &RenderContext<'_>) -> BTreeMap<String, Vec<u8>> {
+    let spec = &ctx.proxy.spec;
+    let mut data = BTreeMap::new();
+    for source in ctx.sources.all().filter(|s| s.origin == Origin::Config) {
+        let value = if source.key == llm_proxy_env::MANAGEMENT_TOKEN {
+            &spec.secrets.data.management_token
+        } else if source.key == llm_proxy_env::DATABASE_URL {
+            &spec.secrets.data.database_url
+        } else if source.key == CONFIG_POSTGRES_PASSWORD_KEY {
+            &spec.postgresql.auth.password
+        } else {
+            continue;
+        };
+        data.insert(source.key.clone(), value.as_bytes().to_vec());
+    }
+    data
+}
+
+/// `<name>-config`, when the spec holds any plaintext value the pods use.
+pub fn config_secret(ctx: &RenderContext<'_>) -> Option<Secret> {
+    let data = config_secret_data(ctx);
+    (!data.is_empty()).then(|| Secret {
+        metadata: ctx.metadata(config_secret_name(&ctx.name), COMPONENT_CONFIG),
+        type_: Some("Opaque".into()),
+        data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
+        ..Secret::default()
+    })
+}
+
+/// A new `<name>-management` Secret with a random token (base64 of 32 random bytes).
+pub fn generated_management_secret(ctx: &RenderContext<'_>) -> Secret {
+    use base64::Engine as _;
+    let mut bytes = [0u8; GENERATED_TOKEN_BYTES];
+    rand::fill(&mut bytes[..]);
+    let token = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut metadata = ctx.metadata(
+        management_secret_name(&ctx.name),
+        COMPONENT_MANAGEMENT_TOKEN,
+    );
+    metadata.annotations = Some(BTreeMap::from([(
+        GENERATED_ANNOTATION.to_owned(),
+        "true".to_owned(),
+    )]));
+    Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            llm_proxy_env::MANAGEMENT_TOKEN.to_owned(),
+            ByteString(token.into_bytes()),
+        )])),
+        ..Secret::default()
+    }
+}

@@ -1,0 +1,1205 @@
+//! The `LlmProxy` custom resource: spec (the chart's `values.yaml`, key for key, in camelCase),
+//! status, the CEL rules that mirror the chart's `fail` checks, and the generated CRD.
+//!
+//! Defaults live in serde (`#[serde(default)]`) and equal the chart's; [`crd`] strips them from the
+//! schema so the API server stores only what the user wrote (no perpetual ArgoCD diffs).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    LocalObjectReference, PodSecurityContext, ResourceRequirements, SecurityContext, Toleration,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the resource.
+pub const GROUP: &str = "llm-proxy.io";
+/// API version of the resource.
+pub const VERSION: &str = "v1alpha1";
+
+/// Desired state of one llm-proxy installation. Paste the chart's values under `spec:`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "llm-proxy.io",
+    version = "v1alpha1",
+    kind = "LlmProxy",
+    plural = "llmproxies",
+    shortname = "llmp",
+    category = "llm-proxy",
+    namespaced,
+    status = "LlmProxyStatus",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new(cel::AUTOSCALING_TARGETS).message(crate::validate::AUTOSCALING_NO_TARGETS),
+    validation = Rule::new(cel::DISPATCHER_BUS).message(Message::Expression(cel::DISPATCHER_BUS_MSG.into())),
+    validation = Rule::new(cel::DISPATCHER_ADDR).message(Message::Expression(cel::DISPATCHER_ADDR_MSG.into())),
+    validation = Rule::new(cel::DISPATCHER_API_KEY).message(Message::Expression(cel::DISPATCHER_API_KEY_MSG.into())),
+    validation = Rule::new(cel::REDIS_ADDR).message(Message::Expression(cel::REDIS_ADDR_MSG.into())),
+    validation = Rule::new(cel::POSTGRES_BOTH).message(crate::validate::POSTGRES_BOTH),
+    validation = Rule::new(cel::POSTGRES_NEITHER).message(cel::POSTGRES_NEITHER_MSG),
+    validation = Rule::new(cel::POSTGRES_NO_PASSWORD).message(crate::validate::POSTGRES_NO_PASSWORD),
+    validation = Rule::new(cel::POSTGRES_DRIVER).message(Message::Expression(cel::POSTGRES_DRIVER_MSG.into())),
+    validation = Rule::new(cel::SQLITE_REPLICAS).message(Message::Expression(cel::SQLITE_REPLICAS_MSG.into())),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmProxySpec {
+    /// Proxy replicas (ignored when autoscaling is enabled).
+    #[serde(default = "defaults::one")]
+    pub replica_count: i32,
+    /// Container image of the proxy and the dispatcher.
+    #[serde(default)]
+    pub image: Image,
+    /// Pull secrets of both pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// Extra annotations of the proxy pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// Extra labels of the proxy pods (never used in selectors).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+    /// Pod security context (replaces the chart default as a whole when set).
+    #[serde(default = "defaults::pod_security_context")]
+    pub pod_security_context: PodSecurityContext,
+    /// Container security context (replaces the chart default as a whole when set).
+    #[serde(default = "defaults::security_context")]
+    pub security_context: SecurityContext,
+    /// The proxy Service.
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// Optional Ingress in front of the Service.
+    #[serde(default)]
+    pub ingress: IngressSpec,
+    /// Optional HorizontalPodAutoscaler; the Deployment's `replicas` is then left to it.
+    #[serde(default)]
+    pub autoscaling: AutoscalingSpec,
+    /// Proxy container resources.
+    #[serde(default = "defaults::proxy_resources")]
+    pub resources: ResourceRequirements,
+    /// Liveness probe override (a core/v1 Probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub liveness_probe: Option<serde_json::Value>,
+    /// Readiness probe override (a core/v1 Probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub readiness_probe: Option<serde_json::Value>,
+    /// Node selector of the proxy pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the proxy pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity of the proxy pods (a core/v1 Affinity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub affinity: Option<serde_json::Value>,
+    /// Environment of the proxy, merged over the chart's defaults (see `effective_env`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Management token, database URL and encryption key sources.
+    #[serde(default)]
+    pub secrets: SecretsSpec,
+    /// Development PostgreSQL run by the operator.
+    #[serde(default)]
+    pub postgresql: PostgresqlSpec,
+    /// External Redis (event bus, cache, rate limits).
+    #[serde(default)]
+    pub redis: RedisSpec,
+    /// The event dispatcher Deployment.
+    #[serde(default)]
+    pub dispatcher: DispatcherSpec,
+    /// Prometheus scraping, ServiceMonitor and Grafana dashboard.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+    /// A PVC for the SQLite data directory (the chart loses the database with the pod).
+    #[serde(default)]
+    pub persistence: PersistenceSpec,
+    /// When true the operator writes no children and only reports status.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// Container image.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    /// Image repository.
+    #[serde(default = "defaults::image_repository")]
+    pub repository: String,
+    /// Pull policy.
+    #[serde(default = "defaults::pull_policy")]
+    pub pull_policy: String,
+    /// Tag; empty means the chart's appVersion (`latest`).
+    #[serde(default)]
+    pub tag: String,
+}
+
+impl Default for Image {
+    fn default() -> Self {
+        Self {
+            repository: defaults::image_repository(),
+            pull_policy: defaults::pull_policy(),
+            tag: String::new(),
+        }
+    }
+}
+
+/// The proxy Service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type.
+    #[serde(default = "defaults::service_type", rename = "type")]
+    pub type_: String,
+    /// Service port.
+    #[serde(default = "defaults::port")]
+    pub port: i32,
+    /// Container port the Service targets (the container port `http`).
+    #[serde(default = "defaults::port")]
+    pub target_port: i32,
+    /// Service annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            type_: defaults::service_type(),
+            port: defaults::port(),
+            target_port: defaults::port(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// Ingress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// Render the Ingress.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Ingress class; empty = cluster default.
+    #[serde(default)]
+    pub class_name: String,
+    /// Ingress annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Host rules.
+    #[serde(default = "defaults::ingress_hosts")]
+    pub hosts: Vec<IngressHost>,
+    /// TLS entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<IngressTls>,
+}
+
+impl Default for IngressSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            class_name: String::new(),
+            annotations: BTreeMap::new(),
+            hosts: defaults::ingress_hosts(),
+            tls: Vec::new(),
+        }
+    }
+}
+
+/// One Ingress host.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressHost {
+    /// Host name.
+    pub host: String,
+    /// Paths routed to the proxy.
+    #[serde(default)]
+    pub paths: Vec<IngressPath>,
+}
+
+/// One Ingress path.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressPath {
+    /// Path.
+    pub path: String,
+    /// Path type; empty = `Prefix`.
+    #[serde(default)]
+    pub path_type: String,
+}
+
+/// One Ingress TLS entry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTls {
+    /// Hosts covered by the certificate.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Secret holding the certificate.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_name: String,
+}
+
+/// HorizontalPodAutoscaler.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Render the HPA.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Minimum replicas.
+    #[serde(default = "defaults::one")]
+    pub min_replicas: i32,
+    /// Maximum replicas.
+    #[serde(default = "defaults::max_replicas")]
+    pub max_replicas: i32,
+    /// CPU target in percent; `null` removes the metric.
+    #[serde(
+        default = "defaults::cpu_target",
+        rename = "targetCPUUtilizationPercentage"
+    )]
+    pub target_cpu_utilization_percentage: Option<i32>,
+    /// Memory target in percent.
+    #[serde(
+        default,
+        rename = "targetMemoryUtilizationPercentage",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub target_memory_utilization_percentage: Option<i32>,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_replicas: 1,
+            max_replicas: defaults::max_replicas(),
+            target_cpu_utilization_percentage: defaults::cpu_target(),
+            target_memory_utilization_percentage: None,
+        }
+    }
+}
+
+/// A key of an existing Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Secret name; empty = not used.
+    #[serde(default)]
+    pub name: String,
+    /// Key inside the Secret; empty = the chart's default key for this use.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+}
+
+impl SecretKeyRef {
+    /// The key, or the chart's default key when none is given.
+    pub fn key_or<'a>(&'a self, default: &'a str) -> &'a str {
+        if self.key.is_empty() {
+            default
+        } else {
+            &self.key
+        }
+    }
+}
+
+/// Wrapper matching the chart's `<thing>.existingSecret` nesting.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExistingSecret {
+    /// The referenced Secret and key.
+    #[serde(default)]
+    pub existing_secret: SecretKeyRef,
+}
+
+impl ExistingSecret {
+    /// The named Secret, if any.
+    pub fn named(&self) -> Option<&SecretKeyRef> {
+        (!self.existing_secret.name.is_empty()).then_some(&self.existing_secret)
+    }
+}
+
+/// Secret sources of the proxy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsSpec {
+    /// Use the plaintext values of `data` (rendered into the operator-owned `<name>-config` Secret).
+    #[serde(default)]
+    pub create: bool,
+    /// Plaintext values (development only).
+    #[serde(default)]
+    pub data: SecretsData,
+    /// Existing Secret with the management token.
+    #[serde(default)]
+    pub management_token: ExistingSecret,
+    /// Existing Secret with the PostgreSQL URL.
+    #[serde(default)]
+    pub database_url: ExistingSecret,
+    /// Existing Secret with the encryption key.
+    #[serde(default)]
+    pub encryption_key: ExistingSecret,
+}
+
+/// Plaintext secret values.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsData {
+    /// Management token.
+    #[serde(default)]
+    pub management_token: String,
+    /// PostgreSQL URL.
+    #[serde(default)]
+    pub database_url: String,
+}
+
+/// Development PostgreSQL.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresqlSpec {
+    /// Run PostgreSQL as a StatefulSet next to the proxy.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Credentials.
+    #[serde(default)]
+    pub auth: PostgresqlAuth,
+    /// StatefulSet settings.
+    #[serde(default)]
+    pub primary: PostgresqlPrimary,
+    /// `sslmode` of the rendered DATABASE_URL.
+    #[serde(default = "defaults::ssl_mode")]
+    pub ssl_mode: String,
+}
+
+impl Default for PostgresqlSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            auth: PostgresqlAuth::default(),
+            primary: PostgresqlPrimary::default(),
+            ssl_mode: defaults::ssl_mode(),
+        }
+    }
+}
+
+/// PostgreSQL credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresqlAuth {
+    /// Database user.
+    #[serde(default = "defaults::llmproxy")]
+    pub username: String,
+    /// Database name.
+    #[serde(default = "defaults::llmproxy")]
+    pub database: String,
+    /// Plaintext password (rendered into `<name>-config`).
+    #[serde(default)]
+    pub password: String,
+    /// Existing Secret holding the passwords.
+    #[serde(default)]
+    pub existing_secret: String,
+    /// Keys inside `existingSecret`.
+    #[serde(default)]
+    pub secret_keys: PostgresqlSecretKeys,
+}
+
+impl Default for PostgresqlAuth {
+    fn default() -> Self {
+        Self {
+            username: defaults::llmproxy(),
+            database: defaults::llmproxy(),
+            password: String::new(),
+            existing_secret: String::new(),
+            secret_keys: PostgresqlSecretKeys::default(),
+        }
+    }
+}
+
+/// Keys of the PostgreSQL existing Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresqlSecretKeys {
+    /// Key of the admin password (kept for chart parity; the dev StatefulSet has one user).
+    #[serde(default = "defaults::admin_password_key")]
+    pub admin_password_key: String,
+    /// Key of the user password.
+    #[serde(default = "defaults::user_password_key")]
+    pub user_password_key: String,
+}
+
+impl Default for PostgresqlSecretKeys {
+    fn default() -> Self {
+        Self {
+            admin_password_key: defaults::admin_password_key(),
+            user_password_key: defaults::user_password_key(),
+        }
+    }
+}
+
+/// PostgreSQL StatefulSet settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresqlPrimary {
+    /// Data volume.
+    #[serde(default = "defaults::postgres_persistence")]
+    pub persistence: VolumeSpec,
+    /// Container resources.
+    #[serde(default = "defaults::postgres_resources")]
+    pub resources: ResourceRequirements,
+}
+
+impl Default for PostgresqlPrimary {
+    fn default() -> Self {
+        Self {
+            persistence: defaults::postgres_persistence(),
+            resources: defaults::postgres_resources(),
+        }
+    }
+}
+
+/// A persistent volume toggle.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// Use a PVC (else an emptyDir).
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Requested size.
+    pub size: Quantity,
+    /// Storage class; empty = cluster default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub storage_class: String,
+}
+
+/// External Redis.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// Connection settings.
+    #[serde(default)]
+    pub external: RedisExternal,
+}
+
+/// External Redis connection.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisExternal {
+    /// `host:port`; empty = no Redis.
+    #[serde(default)]
+    pub addr: String,
+    /// Database number.
+    #[serde(default)]
+    pub db: i32,
+    /// Existing Secret with the password.
+    #[serde(default)]
+    pub password: ExistingSecret,
+}
+
+impl Default for RedisExternal {
+    fn default() -> Self {
+        Self {
+            addr: String::new(),
+            db: 0,
+            password: ExistingSecret::default(),
+        }
+    }
+}
+
+/// The dispatcher Deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatcherSpec {
+    /// Run the dispatcher.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Dispatcher replicas.
+    #[serde(default = "defaults::one")]
+    pub replica_count: i32,
+    /// Backend: `file`, `lunary` or `helicone`.
+    #[serde(default = "defaults::dispatcher_service")]
+    pub service: String,
+    /// File path or URL; empty = the backend's default.
+    #[serde(default)]
+    pub endpoint: String,
+    /// Existing Secret with the backend API key.
+    #[serde(default)]
+    pub api_key: ExistingSecret,
+    /// Buffer and batch sizes.
+    #[serde(default)]
+    pub config: DispatcherConfig,
+    /// PVC of the file backend.
+    #[serde(default = "defaults::dispatcher_persistence")]
+    pub persistence: VolumeSpec,
+    /// Pod security context; unset = the top-level one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
+    /// Container security context; unset = the top-level one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// Container resources.
+    #[serde(default = "defaults::dispatcher_resources")]
+    pub resources: ResourceRequirements,
+    /// Node selector.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity (a core/v1 Affinity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub affinity: Option<serde_json::Value>,
+}
+
+impl Default for DispatcherSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            replica_count: 1,
+            service: defaults::dispatcher_service(),
+            endpoint: String::new(),
+            api_key: ExistingSecret::default(),
+            config: DispatcherConfig::default(),
+            persistence: defaults::dispatcher_persistence(),
+            pod_security_context: None,
+            security_context: None,
+            resources: defaults::dispatcher_resources(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            affinity: None,
+        }
+    }
+}
+
+/// Dispatcher tuning.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatcherConfig {
+    /// In-process buffer.
+    #[serde(default = "defaults::buffer_size")]
+    pub buffer_size: i32,
+    /// Events per batch.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: i32,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            buffer_size: defaults::buffer_size(),
+            batch_size: defaults::batch_size(),
+        }
+    }
+}
+
+/// Metrics.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Enable scraping annotations, ServiceMonitor and dashboard toggles.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Prometheus text path.
+    #[serde(default = "defaults::metrics_path")]
+    pub path: String,
+    /// Service port name scraped.
+    #[serde(default = "defaults::port_name")]
+    pub port_name: String,
+    /// Service annotations added when enabled.
+    #[serde(default = "defaults::metrics_annotations")]
+    pub annotations: BTreeMap<String, String>,
+    /// prometheus-operator ServiceMonitor.
+    #[serde(default)]
+    pub service_monitor: ServiceMonitorSpec,
+    /// Grafana dashboard ConfigMap.
+    #[serde(default)]
+    pub grafana_dashboard: GrafanaDashboardSpec,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: defaults::metrics_path(),
+            port_name: defaults::port_name(),
+            annotations: defaults::metrics_annotations(),
+            service_monitor: ServiceMonitorSpec::default(),
+            grafana_dashboard: GrafanaDashboardSpec::default(),
+        }
+    }
+}
+
+/// ServiceMonitor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// Render it (when the CRD is served).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Extra labels (e.g. the Prometheus selector).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Scrape interval.
+    #[serde(default = "defaults::interval")]
+    pub interval: String,
+    /// Scrape timeout.
+    #[serde(default = "defaults::scrape_timeout")]
+    pub scrape_timeout: String,
+    /// Keep the target's labels on conflicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub honor_labels: Option<bool>,
+}
+
+impl Default for ServiceMonitorSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            labels: BTreeMap::new(),
+            interval: defaults::interval(),
+            scrape_timeout: defaults::scrape_timeout(),
+            honor_labels: None,
+        }
+    }
+}
+
+/// Grafana dashboard ConfigMap.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrafanaDashboardSpec {
+    /// Render it.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Labels the Grafana sidecar selects on.
+    #[serde(default = "defaults::dashboard_labels")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (e.g. the target folder).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for GrafanaDashboardSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            labels: defaults::dashboard_labels(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// PVC of the SQLite data directory.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistenceSpec {
+    /// Use a PVC for `/app/data` (else an emptyDir, as the chart).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Requested size.
+    #[serde(default = "defaults::data_size")]
+    pub size: Quantity,
+    /// Storage class; empty = cluster default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub storage_class: String,
+    /// Access mode.
+    #[serde(default = "defaults::access_mode")]
+    pub access_mode: String,
+}
+
+impl Default for PersistenceSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            size: defaults::data_size(),
+            storage_class: String::new(),
+            access_mode: defaults::access_mode(),
+        }
+    }
+}
+
+/// Observed state, written by the operator only.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmProxyStatus {
+    /// Generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Available, Progressing and Degraded.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// Desired proxy replicas (as reported by the Deployment).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready proxy replicas.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// In-cluster URL of the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Name of the Secret holding the management token (never its value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_token_secret: Option<String>,
+}
+
+fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": {"type": "string"},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "observedGeneration": {"type": "integer", "format": "int64"},
+                "lastTransitionTime": {"type": "string", "format": "date-time"},
+                "reason": {"type": "string"},
+                "message": {"type": "string"}
+            }
+        }
+    })
+}
+
+/// The CRD as committed in `crds/`: kube's derived CRD with every schema `default:` removed.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = LlmProxy::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            strip_defaults(schema);
+        }
+    }
+    crd
+}
+
+fn strip_defaults(
+    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
+) {
+    schema.default = None;
+    if let Some(props) = schema.properties.as_mut() {
+        props.values_mut().for_each(strip_defaults);
+    }
+    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(
+        items,
+    )) = schema.items.as_mut()
+    {
+        strip_defaults(items);
+    }
+    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(
+        extra,
+    )) = schema.additional_properties.as_mut()
+    {
+        strip_defaults(extra);
+    }
+    for list in [
+        schema.all_of.as_mut(),
+        schema.any_of.as_mut(),
+        schema.one_of.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        list.iter_mut().for_each(strip_defaults);
+    }
+}
+
+/// The CRD rendered as YAML (the `crd` command's output).
+pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    serde_saphyr::to_string(&crd())
+}
+
+/// CEL rules of the chart's `fail` checks, evaluated on `spec` (absent fields take the chart defaults).
+mod cel {
+    // Reusable sub-expressions (string concatenation keeps each rule readable).
+    macro_rules! driver {
+        () => {
+            "(has(self.env) && 'DB_DRIVER' in self.env ? self.env['DB_DRIVER'] : 'sqlite')"
+        };
+    }
+    macro_rules! bus {
+        () => {
+            "(has(self.env) && 'LLM_PROXY_EVENT_BUS' in self.env ? self.env['LLM_PROXY_EVENT_BUS'] : 'in-memory')"
+        };
+    }
+    macro_rules! durable_bus {
+        () => {
+            concat!(
+                "(",
+                bus!(),
+                " == 'redis' || ",
+                bus!(),
+                " == 'redis-streams')"
+            )
+        };
+    }
+    macro_rules! redis_addr {
+        () => {
+            "(has(self.redis) && has(self.redis.external) && has(self.redis.external.addr) ? self.redis.external.addr : '')"
+        };
+    }
+    macro_rules! pg_enabled {
+        () => {
+            "(has(self.postgresql) && has(self.postgresql.enabled) && self.postgresql.enabled)"
+        };
+    }
+    macro_rules! pg_external {
+        () => {
+            "(has(self.secrets) && ((has(self.secrets.create) && self.secrets.create && has(self.secrets.data) && has(self.secrets.data.databaseUrl) && self.secrets.data.databaseUrl != '') || (has(self.secrets.databaseUrl) && has(self.secrets.databaseUrl.existingSecret) && has(self.secrets.databaseUrl.existingSecret.name) && self.secrets.databaseUrl.existingSecret.name != '')))"
+        };
+    }
+    macro_rules! pg_password {
+        () => {
+            "(has(self.postgresql.auth) && ((has(self.postgresql.auth.password) && self.postgresql.auth.password != '') || (has(self.postgresql.auth.existingSecret) && self.postgresql.auth.existingSecret != '')))"
+        };
+    }
+    macro_rules! dispatcher_enabled {
+        () => {
+            "(has(self.dispatcher) && has(self.dispatcher.enabled) && self.dispatcher.enabled)"
+        };
+    }
+    macro_rules! dispatcher_service {
+        () => {
+            "(has(self.dispatcher.service) ? self.dispatcher.service : 'file')"
+        };
+    }
+    macro_rules! autoscaling_enabled {
+        () => {
+            "(has(self.autoscaling) && has(self.autoscaling.enabled) && self.autoscaling.enabled)"
+        };
+    }
+    macro_rules! max_replicas {
+        () => {
+            concat!(
+                "(",
+                autoscaling_enabled!(),
+                " ? (has(self.autoscaling.maxReplicas) ? self.autoscaling.maxReplicas : 10) : (has(self.replicaCount) ? self.replicaCount : 1))"
+            )
+        };
+    }
+
+    pub const AUTOSCALING_TARGETS: &str = concat!(
+        "!",
+        autoscaling_enabled!(),
+        " || !has(self.autoscaling.targetCPUUtilizationPercentage) || self.autoscaling.targetCPUUtilizationPercentage != null || (has(self.autoscaling.targetMemoryUtilizationPercentage) && self.autoscaling.targetMemoryUtilizationPercentage != null)"
+    );
+    pub const DISPATCHER_BUS: &str = concat!("!", dispatcher_enabled!(), " || ", durable_bus!());
+    pub const DISPATCHER_BUS_MSG: &str = concat!(
+        "\"Configuration error: Dispatcher requires LLM_PROXY_EVENT_BUS to be 'redis' or 'redis-streams', but it is set to '\" + ",
+        bus!(),
+        " + \"'. Set LLM_PROXY_EVENT_BUS to a supported durable event bus type and configure redis.external.addr.\""
+    );
+    pub const DISPATCHER_ADDR: &str = concat!(
+        "!",
+        dispatcher_enabled!(),
+        " || !",
+        durable_bus!(),
+        " || ",
+        redis_addr!(),
+        " != ''"
+    );
+    pub const DISPATCHER_ADDR_MSG: &str = concat!(
+        "\"Configuration error: Dispatcher is enabled with LLM_PROXY_EVENT_BUS='\" + ",
+        bus!(),
+        " + \"' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address.\""
+    );
+    pub const DISPATCHER_API_KEY: &str = concat!(
+        "!",
+        dispatcher_enabled!(),
+        " || ",
+        dispatcher_service!(),
+        " == 'file' || (has(self.dispatcher.apiKey) && has(self.dispatcher.apiKey.existingSecret) && has(self.dispatcher.apiKey.existingSecret.name) && self.dispatcher.apiKey.existingSecret.name != '')"
+    );
+    pub const DISPATCHER_API_KEY_MSG: &str = concat!(
+        "\"Configuration error: Dispatcher service '\" + ",
+        dispatcher_service!(),
+        " + \"' requires an API key via existingSecret. Please set dispatcher.apiKey.existingSecret.name\""
+    );
+    pub const REDIS_ADDR: &str = concat!("!", durable_bus!(), " || ", redis_addr!(), " != ''");
+    pub const REDIS_ADDR_MSG: &str = concat!(
+        "\"Configuration error: LLM_PROXY_EVENT_BUS is set to '\" + ",
+        bus!(),
+        " + \"' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address (e.g., 'redis.example.com:6379') or change LLM_PROXY_EVENT_BUS to 'in-memory' for single-instance deployments.\""
+    );
+    pub const POSTGRES_BOTH: &str = concat!(
+        "!(",
+        driver!(),
+        " == 'postgres' && ",
+        pg_enabled!(),
+        " && ",
+        pg_external!(),
+        ")"
+    );
+    pub const POSTGRES_NEITHER: &str = concat!(
+        "!(",
+        driver!(),
+        " == 'postgres' && !",
+        pg_enabled!(),
+        " && !",
+        pg_external!(),
+        ")"
+    );
+    /// The chart's message has line breaks, which CRD messages may not contain.
+    pub const POSTGRES_NEITHER_MSG: &str = "Configuration error: DB_DRIVER is set to 'postgres' but no database configuration found. Please either: 1. Enable in-cluster PostgreSQL with postgresql.enabled=true (development/testing only) 2. Configure external PostgreSQL with secrets.databaseUrl.existingSecret.name (recommended for production) 3. Change DB_DRIVER to 'sqlite' for single-instance deployments";
+    pub const POSTGRES_NO_PASSWORD: &str = concat!(
+        "!(",
+        driver!(),
+        " == 'postgres' && ",
+        pg_enabled!(),
+        " && !",
+        pg_external!(),
+        " && !",
+        pg_password!(),
+        ")"
+    );
+    pub const POSTGRES_DRIVER: &str =
+        concat!("!", pg_enabled!(), " || ", driver!(), " == 'postgres'");
+    pub const POSTGRES_DRIVER_MSG: &str = concat!(
+        "\"Configuration error: postgresql.enabled=true but DB_DRIVER is set to '\" + ",
+        driver!(),
+        " + \"'. When using in-cluster PostgreSQL, DB_DRIVER must be set to 'postgres'.\""
+    );
+    pub const SQLITE_REPLICAS: &str = concat!(
+        "!(",
+        driver!(),
+        " == 'sqlite' && ",
+        max_replicas!(),
+        " > 1)"
+    );
+    pub const SQLITE_REPLICAS_MSG: &str = concat!(
+        "\"Configuration error: DB_DRIVER is 'sqlite' but the deployment can scale to \" + string(",
+        max_replicas!(),
+        ") + \" replicas. SQLite is not supported for multi-pod deployments. Set env.DB_DRIVER to 'mysql' or 'postgres' and configure secrets.databaseUrl / mysql.enabled / postgresql.enabled.\""
+    );
+}
+
+/// Chart defaults (`values.yaml`), used by serde.
+mod defaults {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{
+        Capabilities, PodSecurityContext, ResourceRequirements, SecurityContext,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    use super::{IngressHost, IngressPath, VolumeSpec};
+
+    pub fn one() -> i32 {
+        1
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn max_replicas() -> i32 {
+        10
+    }
+    pub fn cpu_target() -> Option<i32> {
+        Some(80)
+    }
+    pub fn image_repository() -> String {
+        "llm-proxy".into()
+    }
+    pub fn pull_policy() -> String {
+        "IfNotPresent".into()
+    }
+    pub fn service_type() -> String {
+        "ClusterIP".into()
+    }
+    pub fn port() -> i32 {
+        i32::from(llm_proxy_env::PROXY_PORT)
+    }
+    pub fn ingress_hosts() -> Vec<IngressHost> {
+        vec![IngressHost {
+            host: "chart-example.local".into(),
+            paths: vec![IngressPath {
+                path: "/".into(),
+                path_type: "Prefix".into(),
+            }],
+        }]
+    }
+    pub fn pod_security_context() -> PodSecurityContext {
+        PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(1000),
+            run_as_group: Some(1000),
+            fs_group: Some(1000),
+            ..PodSecurityContext::default()
+        }
+    }
+    pub fn security_context() -> SecurityContext {
+        SecurityContext {
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            ..SecurityContext::default()
+        }
+    }
+    fn resources(
+        limit_cpu: &str,
+        limit_mem: &str,
+        req_cpu: &str,
+        req_mem: &str,
+    ) -> ResourceRequirements {
+        let pair = |cpu: &str, mem: &str| {
+            BTreeMap::from([
+                ("cpu".to_owned(), Quantity(cpu.into())),
+                ("memory".to_owned(), Quantity(mem.into())),
+            ])
+        };
+        ResourceRequirements {
+            limits: Some(pair(limit_cpu, limit_mem)),
+            requests: Some(pair(req_cpu, req_mem)),
+            ..ResourceRequirements::default()
+        }
+    }
+    pub fn proxy_resources() -> ResourceRequirements {
+        resources("1000m", "512Mi", "100m", "128Mi")
+    }
+    pub fn postgres_resources() -> ResourceRequirements {
+        resources("500m", "256Mi", "100m", "128Mi")
+    }
+    pub fn dispatcher_resources() -> ResourceRequirements {
+        resources("500m", "256Mi", "100m", "128Mi")
+    }
+    pub fn llmproxy() -> String {
+        "llmproxy".into()
+    }
+    pub fn admin_password_key() -> String {
+        "postgres-password".into()
+    }
+    pub fn user_password_key() -> String {
+        "password".into()
+    }
+    pub fn ssl_mode() -> String {
+        "require".into()
+    }
+    pub fn postgres_persistence() -> VolumeSpec {
+        VolumeSpec {
+            enabled: true,
+            size: Quantity("8Gi".into()),
+            storage_class: String::new(),
+        }
+    }
+    pub fn dispatcher_persistence() -> VolumeSpec {
+        VolumeSpec {
+            enabled: true,
+            size: Quantity("10Gi".into()),
+            storage_class: String::new(),
+        }
+    }
+    pub fn dispatcher_service() -> String {
+        "file".into()
+    }
+    pub fn buffer_size() -> i32 {
+        1000
+    }
+    pub fn batch_size() -> i32 {
+        100
+    }
+    pub fn metrics_path() -> String {
+        llm_proxy_env::PROMETHEUS_PATH.into()
+    }
+    pub fn port_name() -> String {
+        "http".into()
+    }
+    pub fn metrics_annotations() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+            (
+                "prometheus.io/path".to_owned(),
+                llm_proxy_env::PROMETHEUS_PATH.to_owned(),
+            ),
+            (
+                "prometheus.io/port".to_owned(),
+                llm_proxy_env::PROXY_PORT.to_string(),
+            ),
+        ])
+    }
+    pub fn interval() -> String {
+        "30s".into()
+    }
+    pub fn scrape_timeout() -> String {
+        "10s".into()
+    }
+    pub fn dashboard_labels() -> BTreeMap<String, String> {
+        BTreeMap::from([("grafana_dashboard".to_owned(), "1".to_owned())])
+    }
+    pub fn data_size() -> Quantity {
+        Quantity("1Gi".into())
+    }
+    pub fn access_mode() -> String {
+        "ReadWriteOnce".into()
+    }
+}
+
+impl LlmProxySpec {
+    /// The chart's `env` defaults with the user's `env` merged over them (Helm merges maps).
+    pub fn effective_env(&self) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = [
+            (llm_proxy_env::LISTEN_ADDR, ":8080"),
+            (llm_proxy_env::LOG_LEVEL, "info"),
+            (llm_proxy_env::LOG_FORMAT, "json"),
+            (llm_proxy_env::LOG_FILE, ""),
+            (llm_proxy_env::ENABLE_METRICS, "true"),
+            (llm_proxy_env::METRICS_PATH, "/metrics"),
+            (llm_proxy_env::DB_DRIVER, "sqlite"),
+            (llm_proxy_env::DATABASE_PATH, "/app/data/llm-proxy.db"),
+            (llm_proxy_env::LLM_PROXY_EVENT_BUS, "in-memory"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
+    /// `DB_DRIVER` as the chart sees it.
+    pub fn db_driver(&self) -> String {
+        self.env
+            .get(llm_proxy_env::DB_DRIVER)
+            .cloned()
+            .unwrap_or_else(|| "sqlite".into())
+    }
+
+    /// `LLM_PROXY_EVENT_BUS` as the chart sees it.
+    pub fn event_bus(&self) -> String {
+        self.env
+            .get(llm_proxy_env::LLM_PROXY_EVENT_BUS)
+            .cloned()
+            .unwrap_or_else(|| "in-memory".into())
+    }
+}
