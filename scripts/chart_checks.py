@@ -159,9 +159,15 @@ def assert_render(render, expression):
     def find(kind, name=None):
         return next((d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])), None)
 
-    if eval(expression, {"docs": docs, "find": find}):  # noqa: S307 - expressions come from test-charts.sh
+    try:
+        holds = eval(expression, {"docs": docs, "find": find})  # noqa: S307 - expressions come from test-charts.sh
+    except (KeyError, IndexError, TypeError) as error:
+        holds, reason = False, f"{type(error).__name__}: {error}"
+    else:
+        reason = "false"
+    if holds:
         return 0
-    print(f"  does not hold: {expression}")
+    print(f"  does not hold ({reason}) in {render}: {expression}")
     return 1
 
 

@@ -92,6 +92,19 @@ schema_rejects() {
     grep -q "Additional property replicas is not allowed" <<<"$out" || { echo "$out"; return 1; }
 }
 
+renders_are_deterministic() {
+    render_all "$WORK/second" && diff -r "$WORK/first" "$WORK/second"
+}
+
+values_documented() {
+    "$PYTHON" scripts/chart_checks.py values-docs "$PROXY_CHART" &&
+    "$PYTHON" scripts/chart_checks.py values-docs "$OPERATOR_CHART"
+}
+
+env_names_in_contract() {
+    "$PYTHON" scripts/chart_checks.py env-names . "$WORK"/first/proxy/*.yaml
+}
+
 assert_render() { "$PYTHON" scripts/chart_checks.py assert "$@"; }
 
 operator_chart_behaviour() {
@@ -154,15 +167,14 @@ echo "== tools: helm $("$HELM" version --short), $("$KUBERNETES_VALIDATE" --vers
 check "helm lint --strict (both charts, default and full profiles)" lint_profiles
 check "validate-helm-chart.sh (seed scenarios, expected failures, README commands)" render_all "$WORK/first"
 check "kubernetes-validate -k $K8S_VERSION --strict on every rendered scenario" kubernetes_validate_all "$WORK/first"
-check "rendering twice gives identical output (ArgoCD determinism)" bash -c "$(declare -f render_all render_operator_profiles); HELM='$HELM' PROXY_CHART='$PROXY_CHART' OPERATOR_CHART='$OPERATOR_CHART' render_all '$WORK/second' && diff -r '$WORK/first' '$WORK/second'"
+check "rendering twice gives identical output (ArgoCD determinism)" renders_are_deterministic
 check "operator chart: args, leader election, per-namespace RBAC, optional objects" operator_chart_behaviour "$WORK/first/operator"
 check "operator chart: values.schema.json rejects invalid values" schema_rejects
 check "RBAC: rendered rules equal charts/llm-proxy-operator/rbac-rules.json" \
     "$PYTHON" scripts/chart_checks.py rbac "$OPERATOR_CHART/rbac-rules.json" "$WORK/first/operator/operator-full.yaml" "$WORK/first/operator/operator-namespaced.yaml"
-check "README value tables list every value (both charts)" \
-    bash -c "'$PYTHON' scripts/chart_checks.py values-docs '$PROXY_CHART' && '$PYTHON' scripts/chart_checks.py values-docs '$OPERATOR_CHART'"
+check "README value tables list every value (both charts)" values_documented
 check "versions agree (workspace, Chart.yaml, image tags, Dockerfiles)" "$PYTHON" scripts/chart_checks.py versions .
-check "proxy env names belong to the llm-proxy-env contract" bash -c "'$PYTHON' scripts/chart_checks.py env-names . '$WORK'/first/proxy/*.yaml"
+check "proxy env names belong to the llm-proxy-env contract" env_names_in_contract
 check "hadolint docker/*.Dockerfile" "$HADOLINT" docker/llm-proxy.Dockerfile docker/llm-proxy-operator.Dockerfile
 check "ArgoCD health check (health.lua) against its fixtures with Lua 5.1" \
     "$PYTHON" scripts/lua_health_test.py "$LUA" config/argocd/resource_customizations
@@ -177,5 +189,9 @@ else
     warn "$CRD_FILE does not exist yet: skipped the CRD copy, the CRD in the operator chart, kubectl kustomize config/default and the CR schema checks"
 fi
 
-echo "$passed passed, $failed failed${warnings:+, $warnings warnings}"
+if [[ "$warnings" -gt 0 ]]; then
+    echo "$passed passed, $failed failed ($warnings warnings)"
+else
+    echo "$passed passed, $failed failed"
+fi
 [[ "$failed" -eq 0 ]]

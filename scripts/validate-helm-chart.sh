@@ -15,6 +15,8 @@ CHART="$REPO_ROOT/charts/llm-proxy"
 RELEASE="test-release"
 FULLNAME="$RELEASE-llm-proxy"
 
+STDERR_FILE="$(mktemp)"
+trap 'rm -f "$STDERR_FILE"' EXIT
 passed=0
 failed=0
 scenario_number=0
@@ -27,17 +29,14 @@ fail() { failed=$((failed + 1)); echo "FAIL $scenario_number $1: $2"; }
 expect_render() {
     local slug="$1"; shift
     scenario_number=$((scenario_number + 1))
-    local err
-    if rendered="$("$HELM" template "$RELEASE" "$CHART" "$@" 2>/tmp/validate-helm-err.$$)"; then
+    if rendered="$("$HELM" template "$RELEASE" "$CHART" "$@" 2>"$STDERR_FILE")"; then
         if [[ -n "${RENDER_DIR:-}" ]]; then
             printf '%s\n' "$rendered" >"$RENDER_DIR/$(printf '%02d' "$scenario_number")-$slug.yaml"
         fi
-        rm -f /tmp/validate-helm-err.$$
         pass "$slug: renders"
         return 0
     fi
-    err="$(cat /tmp/validate-helm-err.$$)"; rm -f /tmp/validate-helm-err.$$
-    fail "$slug" "unexpected render failure: $err"
+    fail "$slug" "unexpected render failure: $(cat "$STDERR_FILE")"
     rendered=""
     return 1
 }
@@ -46,17 +45,12 @@ expect_render() {
 expect_failure() {
     local slug="$1" message="$2"; shift 2
     scenario_number=$((scenario_number + 1))
-    local err
-    if "$HELM" template "$RELEASE" "$CHART" "$@" >/dev/null 2>/tmp/validate-helm-err.$$; then
-        rm -f /tmp/validate-helm-err.$$
+    if "$HELM" template "$RELEASE" "$CHART" "$@" >/dev/null 2>"$STDERR_FILE"; then
         fail "$slug" "rendered, but should fail with: $message"
-        return 0
-    fi
-    err="$(cat /tmp/validate-helm-err.$$)"; rm -f /tmp/validate-helm-err.$$
-    if grep -qF -- "$message" <<<"$err"; then
+    elif grep -qF -- "$message" "$STDERR_FILE"; then
         pass "$slug (fails with the expected message)"
     else
-        fail "$slug" "failed with an unexpected message: $err"
+        fail "$slug" "failed with an unexpected message: $(cat "$STDERR_FILE")"
     fi
 }
 
