@@ -112,11 +112,11 @@ operator_chart_behaviour() {
     assert_render "$dir/operator-default.yaml" \
         "find('Deployment')['spec']['template']['spec']['containers'][0]['args'] == ['run'] and find('ClusterRole') is not None and find('Role') is None" &&
     assert_render "$dir/operator-namespaced.yaml" \
-        "find('Deployment')['spec']['template']['spec']['containers'][0]['args'] == ['run', '--watch-namespaces', 'team-a,team-b', '--leader-election'] and sorted(d['metadata']['namespace'] for d in docs if d['kind'] == 'Role') == ['llm-proxy-system', 'team-a', 'team-b'] and find('ClusterRole', 'llm-proxy-operator-cluster') is not None" &&
+        "find('Deployment')['spec']['template']['spec']['containers'][0]['args'] == ['run', '--watch-namespaces', 'team-a,team-b', '--leader-election'] and sorted(d['metadata']['namespace'] for d in docs if d['kind'] == 'Role') == ['llm-proxy-system', 'team-a', 'team-b'] and find('ClusterRole') is None" &&
     assert_render "$dir/operator-full.yaml" \
         "'--leader-election' in find('Deployment')['spec']['template']['spec']['containers'][0]['args'] and find('ServiceMonitor') is not None and find('NetworkPolicy')['spec']['ingress'][0]['ports'] == [{'port': 'metrics', 'protocol': 'TCP'}]" &&
     assert_render "$dir/operator-default.yaml" \
-        "[e['name'] for e in find('Deployment')['spec']['template']['spec']['containers'][0]['env']] == ['POD_NAME', 'POD_NAMESPACE'] and find('Deployment')['spec']['template']['spec']['securityContext']['runAsUser'] == 1000 and find('Deployment')['spec']['template']['spec']['containers'][0]['securityContext']['readOnlyRootFilesystem'] and find('Service', 'llm-proxy-operator-metrics')['spec']['ports'][0]['port'] == 8080" &&
+        "[e['name'] for e in find('Deployment')['spec']['template']['spec']['containers'][0]['env']] == ['POD_NAME', 'POD_NAMESPACE', 'LEASE_NAMESPACE'] and find('Deployment')['spec']['template']['spec']['securityContext']['runAsUser'] == 1000 and find('Deployment')['spec']['template']['spec']['containers'][0]['securityContext']['readOnlyRootFilesystem'] and find('Service', 'llm-proxy-operator-metrics')['spec']['ports'][0]['port'] == 8080" &&
     assert_render "$dir/operator-minimal.yaml" \
         "sorted(d['kind'] for d in docs) == ['Deployment', 'Service'] and find('Deployment')['spec']['template']['spec']['serviceAccountName'] == 'existing'"
 }

@@ -79,28 +79,21 @@ entry of watchNamespaces). Keep in sync with rbac-rules.json (scripts/test-chart
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Child ServiceMonitor when spec.metrics.serviceMonitor.enabled and the Prometheus Operator CRD is installed.
+# Child ServiceMonitor when spec.metrics.serviceMonitor.enabled and the Prometheus Operator CRD is served (the
+# operator finds it through API discovery, which needs no rule). Not watched: no watch verb.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 # Normal and Warning Events on LlmProxy objects (invalid spec, rollouts, API errors).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* Cluster-scoped reads: always a ClusterRole, even for namespace-scoped installs. */}}
-{{- define "llm-proxy-operator.clusterRules" -}}
-# Detect whether the ServiceMonitor CRD (monitoring.coreos.com) is installed before managing ServiceMonitors.
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
-{{- end }}
-
 {{/* Leader election, only in the operator's own namespace. */}}
 {{- define "llm-proxy-operator.leaderElectionRules" -}}
-# Leader election: one Lease, acquired (create), renewed and taken over (update/patch) by the replicas.
+# Leader election: one Lease, read, acquired (create), renewed and taken over (update) by the replicas.
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "update", "patch"]
+  verbs: ["get", "create", "update"]
 {{- end }}
