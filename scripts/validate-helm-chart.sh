@@ -125,7 +125,7 @@ if expect_render in-cluster-postgresql --set env.DB_DRIVER=postgres --set postgr
     check in-cluster-postgresql "PGPASSWORD then DATABASE_URL with \$(PGPASSWORD)" \
         "env_names(find('Deployment', '$FULLNAME')).index('PGPASSWORD') + 1 == env_names(find('Deployment', '$FULLNAME')).index('DATABASE_URL') and env(find('Deployment', '$FULLNAME'))['DATABASE_URL']['value'] == 'postgres://llmproxy:\$(PGPASSWORD)@$FULLNAME-postgresql:5432/llmproxy?sslmode=disable'"
     check in-cluster-postgresql "selectors of proxy and database are disjoint" \
-        "find('Service', '$FULLNAME')['spec']['selector']['app.kubernetes.io/component'] == 'proxy' and find('StatefulSet')['spec']['template']['metadata']['labels']['app.kubernetes.io/component'] == 'database'"
+        "find('Service', '$FULLNAME')['spec']['selector']['app.kubernetes.io/component'] == 'proxy' and find('StatefulSet')['spec']['template']['metadata']['labels']['app.kubernetes.io/component'] == 'postgresql'"
 fi
 
 expect_failure both-postgresql-modes "Configuration error: Cannot use both in-cluster PostgreSQL (postgresql.enabled=true) and external PostgreSQL (secrets.databaseUrl) at the same time. Please choose one approach." \
