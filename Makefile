@@ -5,19 +5,30 @@ CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 export TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: help run test test-rust build lint fmt clean
+.PHONY: help run test test-rust test-charts build lint fmt crds e2e clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 run: ## run the proxy on its embedded defaults (SQLite under ./data, in-memory event bus)
 	scripts/run-dev.sh
 
-test: test-rust ## every test: Rust (with private PostgreSQL and Redis), charts, CRDs
+test: test-rust test-charts ## every test: Rust (with private PostgreSQL and Redis), charts, CRDs, ArgoCD health check
 
 test-rust: ## all Rust tests, with throwaway PostgreSQL and Redis servers started and stopped by scripts/test-services.sh
 	scripts/test-services.sh $(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE)
 	$(CARGO) test --workspace --doc --quiet
+
+test-charts: ## helm lint/template/validate of both charts, CRs against the CRD, ArgoCD health check (fetches helm and kubernetes-validate into .cache/tools)
+	bash scripts/test-charts.sh
+
+crds: ## regenerate the committed CRD from the Rust types
+	$(CARGO) run --quiet -p llm-proxy-operator -- crd > crds/llmproxies.llm-proxy.io.yaml
+	cp crds/llmproxies.llm-proxy.io.yaml charts/llm-proxy-operator/files/crds/llmproxies.llm-proxy.io.yaml
+
+e2e: ## opt-in tests against a real cluster (needs KUBECONFIG; kind or k3d)
+	@test -n "$${KUBECONFIG:-}" || { echo "set KUBECONFIG to a disposable cluster"; exit 1; }
+	$(CARGO) nextest run --workspace --run-ignored ignored-only
 
 build: ## release binaries: llm-proxy, llm-proxy-operator
 	$(CARGO) build --workspace --release --bins
