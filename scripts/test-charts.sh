@@ -105,6 +105,29 @@ env_names_in_contract() {
     "$PYTHON" scripts/chart_checks.py env-names . "$WORK"/first/proxy/*.yaml
 }
 
+# NOTES.txt is not rendered by `helm template`: render a copy of it as an ordinary template.
+notes_render() {
+    local copy="$WORK/notes-chart"
+    rm -rf "$copy" && cp -r "$PROXY_CHART" "$copy" && cp "$copy/templates/NOTES.txt" "$copy/templates/notes-check.yaml" &&
+    "$HELM" template notes "$copy" --show-only templates/notes-check.yaml "$@"
+}
+
+notes_boxes() {
+    local out
+    out="$(notes_render)" &&
+    grep -q "WARNING: no MANAGEMENT_TOKEN secret is configured" <<<"$out" &&
+    grep -q "SECURITY WARNING: ENCRYPTION_KEY is not configured" <<<"$out" &&
+    grep -q "kubectl --namespace default port-forward service/notes-llm-proxy" <<<"$out" || { echo "$out"; return 1; }
+    out="$(notes_render --set secrets.managementToken.existingSecret.name=m --set secrets.encryptionKey.existingSecret.name=e \
+        --set env.DB_DRIVER=postgres --set postgresql.enabled=true --set postgresql.auth.password=x \
+        --set dispatcher.enabled=true --set redis.external.addr=r:6379 --set env.LLM_PROXY_EVENT_BUS=redis-streams \
+        --set ingress.enabled=true)" &&
+    ! grep -q "WARNING" <<<"$out" &&
+    grep -q "IN-CLUSTER POSTGRESQL ENABLED" <<<"$out" &&
+    grep -q "DISPATCHER DEPLOYMENT ENABLED" <<<"$out" &&
+    grep -q "http://chart-example.local/" <<<"$out" || { echo "$out"; return 1; }
+}
+
 assert_render() { "$PYTHON" scripts/chart_checks.py assert "$@"; }
 
 operator_chart_behaviour() {
@@ -168,6 +191,7 @@ check "helm lint --strict (both charts, default and full profiles)" lint_profile
 check "validate-helm-chart.sh (seed scenarios, expected failures, README commands)" render_all "$WORK/first"
 check "kubernetes-validate -k $K8S_VERSION --strict on every rendered scenario" kubernetes_validate_all "$WORK/first"
 check "rendering twice gives identical output (ArgoCD determinism)" renders_are_deterministic
+check "llm-proxy NOTES.txt: warning, PostgreSQL, dispatcher and URL boxes" notes_boxes
 check "operator chart: args, leader election, per-namespace RBAC, optional objects" operator_chart_behaviour "$WORK/first/operator"
 check "operator chart: values.schema.json rejects invalid values" schema_rejects
 check "RBAC: rendered rules equal charts/llm-proxy-operator/rbac-rules.json" \
