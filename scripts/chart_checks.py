@@ -7,6 +7,8 @@
                                    render and for a render with watchNamespaces (leader election on in both)
   versions REPO_ROOT               chart versions, appVersions, default image tags, the Dockerfiles' VERSION and the
                                    workspace version agree
+  dashboard-metrics REPO_ROOT       every llm_proxy_* metric of charts/llm-proxy/dashboards/llm-proxy.json is
+                                   registered by the proxy (a `.register("name", ...)` call in proxy/src)
   assert RENDER PYTHON_EXPR         PYTHON_EXPR holds over the rendered documents (`docs`, `find(kind, name)`)
   env-names REPO_ROOT RENDER...     every env var the rendered proxy/dispatcher pods set is part of the
                                    llm-proxy-env contract (proxy-env/src/lib.rs)
@@ -154,6 +156,23 @@ def env_names(repo_root, renders):
     return 1 if unknown else 0
 
 
+def dashboard_metrics(repo_root):
+    root = pathlib.Path(repo_root)
+    dashboard = json.loads((root / "charts/llm-proxy/dashboards/llm-proxy.json").read_text(encoding="utf-8"))
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {re.sub(r"_(total|bucket|sum|count)$", "", m) for e in expressions for m in re.findall(r"\bllm_proxy_\w+", e)}
+    source = "\n".join(path.read_text(encoding="utf-8") for path in (root / "proxy" / "src").rglob("*.rs"))
+    # prometheus-client: names are registered without the registry prefix; counters get _total on export.
+    registered = {f"llm_proxy_{name}" for name in re.findall(r'\.register(?:_with_unit)?\(\s*"(\w+)"', source)}
+    if not registered:
+        print("  found no metric registration in proxy/src")
+        return 1
+    unknown = sorted(used - registered)
+    for metric in unknown:
+        print(f"  dashboard uses {metric}, which proxy/src does not register")
+    return 1 if unknown or not used else 0
+
+
 def assert_render(render, expression):
     with open(render, encoding="utf-8") as handle:
         docs = [d for d in yaml.safe_load_all(handle) if d]
@@ -179,6 +198,7 @@ def main(argv):
         "values-docs": (values_docs, 1),
         "rbac": (rbac, 3),
         "versions": (versions, 1),
+        "dashboard-metrics": (dashboard_metrics, 1),
     }
     if argv and argv[0] == "env-names" and len(argv) >= 3:
         return env_names(argv[1], argv[2:])

@@ -197,6 +197,7 @@ check "operator chart: values.schema.json rejects invalid values" schema_rejects
 check "RBAC: rendered rules equal charts/llm-proxy-operator/rbac-rules.json" \
     "$PYTHON" scripts/chart_checks.py rbac "$OPERATOR_CHART/rbac-rules.json" "$WORK/first/operator/operator-full.yaml" "$WORK/first/operator/operator-namespaced.yaml"
 check "README value tables list every value (both charts)" values_documented
+check "Grafana dashboard queries only metrics the proxy registers" "$PYTHON" scripts/chart_checks.py dashboard-metrics .
 check "versions agree (workspace, Chart.yaml, image tags, Dockerfiles)" "$PYTHON" scripts/chart_checks.py versions .
 check "proxy env names belong to the llm-proxy-env contract" env_names_in_contract
 check "hadolint docker/*.Dockerfile" "$HADOLINT" docker/llm-proxy.Dockerfile docker/llm-proxy-operator.Dockerfile
