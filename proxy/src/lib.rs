@@ -1,4 +1,22 @@
-//! The `llm-proxy` data plane.
+//! The `llm-proxy` data plane: an OpenAI-compatible proxy with withering client tokens.
+//!
+//! Modules: [`config`] (environment and provider file, parsed once), [`app`] (router and state),
+//! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission), [`upstream`] (the pooled
+//! client), [`breaker`], [`error`] (the `/v1` error mapping), [`health`], [`metrics`], [`logging`],
+//! [`server`] (listener and shutdown) and [`secret`].
 
+pub mod app;
+pub mod audit;
+pub mod breaker;
 pub mod config;
+pub mod error;
+pub mod forward;
+pub mod health;
+pub mod logging;
+pub mod manage;
+pub mod metrics;
+pub mod projects;
 pub mod secret;
+pub mod server;
+pub mod tokens;
+pub mod upstream;

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
 use llm_proxy_env as env;
+use llm_proxy_store::{Driver, EncryptionKey, StoreConfig};
 
 pub use providers::{ParamRule, Provider, ProviderError, fallback_provider, glob_match};
 
@@ -47,8 +47,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub management_token: Secret,
     pub provider: Provider,
-    pub database: DatabaseConfig,
-    pub encryption_key: Option<Secret>,
+    /// Database and `ENCRYPTION_KEY`, in the store's own terms.
+    pub store: StoreConfig,
     pub logging: LoggingConfig,
     pub audit: AuditConfig,
     pub metrics: MetricsConfig,
@@ -58,21 +58,6 @@ pub struct ServerConfig {
     pub redis: RedisConfig,
     pub http_cache: HttpCacheConfig,
     pub rate_limit: RateLimitConfig,
-}
-
-/// Which database backs the store.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DatabaseDriver {
-    Sqlite { path: PathBuf },
-    Postgres { url: Secret },
-}
-
-#[derive(Debug, Clone)]
-pub struct DatabaseConfig {
-    pub driver: DatabaseDriver,
-    pub pool_size: u32,
-    pub max_idle: u32,
-    pub conn_max_lifetime: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,13 +277,14 @@ impl ServerConfig {
             .ok_or(ConfigError::Missing {
                 name: env::MANAGEMENT_TOKEN,
             })?;
-        let encryption_key = e.secret(env::ENCRYPTION_KEY);
-        if let Some(key) = &encryption_key {
-            validate_encryption_key(key.expose()).map_err(|reason| ConfigError::InvalidSecret {
+        let encryption_key = e
+            .secret(env::ENCRYPTION_KEY)
+            .map(|key| EncryptionKey::from_base64(key.expose()))
+            .transpose()
+            .map_err(|err| ConfigError::InvalidSecret {
                 name: env::ENCRYPTION_KEY,
-                reason: reason.to_owned(),
+                reason: err.to_string(),
             })?;
-        }
         if e.bool(env::REQUIRE_ENCRYPTION_KEY)? && encryption_key.is_none() {
             return Err(ConfigError::Missing {
                 name: env::ENCRYPTION_KEY,
@@ -328,8 +314,7 @@ impl ServerConfig {
                 e.raw(env::DEFAULT_API_PROVIDER).trim(),
                 &e.raw(env::OPENAI_API_URL),
             )?,
-            database: database_config(&e)?,
-            encryption_key,
+            store: store_config(&e, encryption_key)?,
             logging: LoggingConfig {
                 level: e.one_of(
                     env::LOG_LEVEL,
@@ -447,9 +432,10 @@ impl ServerConfig {
     }
 }
 
-fn database_config<F: Fn(&str) -> Option<String>>(
+fn store_config<F: Fn(&str) -> Option<String>>(
     e: &Env<F>,
-) -> Result<DatabaseConfig, ConfigError> {
+    encryption_key: Option<EncryptionKey>,
+) -> Result<StoreConfig, ConfigError> {
     #[derive(Clone, Copy)]
     enum Kind {
         Sqlite,
@@ -459,7 +445,7 @@ fn database_config<F: Fn(&str) -> Option<String>>(
         env::DB_DRIVER,
         &[("sqlite", Kind::Sqlite), ("postgres", Kind::Postgres)],
     )? {
-        Kind::Sqlite => DatabaseDriver::Sqlite {
+        Kind::Sqlite => Driver::Sqlite {
             path: PathBuf::from(e.raw(env::DATABASE_PATH).trim()),
         },
         Kind::Postgres => {
@@ -474,7 +460,9 @@ fn database_config<F: Fn(&str) -> Option<String>>(
                     reason: "expected a postgres:// or postgresql:// URL".to_owned(),
                 });
             }
-            DatabaseDriver::Postgres { url }
+            Driver::Postgres {
+                url: url.expose().to_owned(),
+            }
         }
     };
     let pool_size = e.parse(env::DATABASE_POOL_SIZE, |raw| {
@@ -483,11 +471,12 @@ fn database_config<F: Fn(&str) -> Option<String>>(
             n => u32::try_from(n).map_err(|_| "value too large"),
         }
     })?;
-    Ok(DatabaseConfig {
+    Ok(StoreConfig {
         driver,
         pool_size,
         max_idle: e.u32(env::DATABASE_MAX_IDLE_CONNS)?.min(pool_size),
         conn_max_lifetime: e.duration(env::DATABASE_CONN_MAX_LIFETIME)?,
+        encryption_key,
     })
 }
 
@@ -505,18 +494,6 @@ fn redis_url<F: Fn(&str) -> Option<String>>(
             })
         }
         other => Ok(other),
-    }
-}
-
-/// `ENCRYPTION_KEY` must be standard base64 of exactly 32 bytes (AES-256).
-fn validate_encryption_key(raw: &str) -> Result<(), &'static str> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(raw.trim())
-        .map_err(|_| "expected standard base64")?;
-    if bytes.len() == 32 {
-        Ok(())
-    } else {
-        Err("must decode to exactly 32 bytes")
     }
 }
 
@@ -561,15 +538,12 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(c.provider.name, "openai");
         assert_eq!(c.provider.base_url.to_string(), "https://api.openai.com/");
-        assert_eq!(
-            c.database.driver,
-            DatabaseDriver::Sqlite {
-                path: "./data/llm-proxy.db".into()
-            }
+        assert!(
+            matches!(&c.store.driver, Driver::Sqlite { path } if path == std::path::Path::new("./data/llm-proxy.db"))
         );
-        assert_eq!(c.database.pool_size, 10);
-        assert_eq!(c.database.max_idle, 5);
-        assert_eq!(c.database.conn_max_lifetime, Duration::from_secs(3600));
+        assert_eq!(c.store.pool_size, 10);
+        assert_eq!(c.store.max_idle, 5);
+        assert_eq!(c.store.conn_max_lifetime, Duration::from_secs(3600));
         assert_eq!(
             c.logging,
             LoggingConfig {
@@ -590,7 +564,7 @@ mod tests {
         assert_eq!(c.caches.usage_buffer, 1000);
         assert_eq!(c.observability.max_response_body_bytes, 262_144);
         assert_eq!(c.event_bus, EventBusKind::InMemory);
-        assert!(c.encryption_key.is_none());
+        assert!(c.store.encryption_key.is_none());
         assert!(c.audit.enabled);
         assert_eq!(c.http_cache.default_ttl, Duration::from_secs(300));
     }
@@ -663,7 +637,7 @@ mod tests {
             (env::DATABASE_URL, "postgres://u:pw@db/x"),
         ])
         .unwrap();
-        assert!(matches!(c.database.driver, DatabaseDriver::Postgres { .. }));
+        assert!(matches!(c.store.driver, Driver::Postgres { .. }));
         let bad_url = error(&[
             (env::DB_DRIVER, "postgres"),
             (env::DATABASE_URL, "mysql://u:hunter2@db"),
@@ -673,11 +647,8 @@ mod tests {
             "{bad_url}"
         );
         let sqlite = config(&[(env::DATABASE_PATH, "/tmp/x.db")]).unwrap();
-        assert_eq!(
-            sqlite.database.driver,
-            DatabaseDriver::Sqlite {
-                path: "/tmp/x.db".into()
-            }
+        assert!(
+            matches!(&sqlite.store.driver, Driver::Sqlite { path } if path == std::path::Path::new("/tmp/x.db"))
         );
     }
 
@@ -686,6 +657,7 @@ mod tests {
         assert!(
             config(&[(env::ENCRYPTION_KEY, KEY_32)])
                 .unwrap()
+                .store
                 .encryption_key
                 .is_some()
         );
@@ -732,7 +704,7 @@ mod tests {
         assert!(!c.caches.enforce_project_active);
         assert_eq!(c.event_bus, EventBusKind::RedisStreams);
         assert_eq!(
-            c.database.max_idle, 10,
+            c.store.max_idle, 10,
             "idle connections are capped by the pool size"
         );
     }

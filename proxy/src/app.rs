@@ -1,0 +1,118 @@
+//! Builds the HTTP application: state, caches, background tasks and the router.
+//!
+//! Routes: `/v1/*` (the proxy, see [`crate::forward`] for the order of its steps), `/health`, `/live`,
+//! `/ready`, `METRICS_PATH` and `METRICS_PATH/prometheus` (when metrics are enabled); anything else is
+//! a 404 JSON error. Paths are matched as received, without normalisation, so `/v1/../manage` is a
+//! `/v1` path (and refused there), never a management route.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+use llm_proxy_env as env;
+use llm_proxy_store::{Store, TokenHash};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::breaker::CircuitBreaker;
+use crate::config::ServerConfig;
+use crate::error::ProxyError;
+use crate::forward::{self, ProxyState};
+use crate::health;
+use crate::metrics::Metrics;
+use crate::projects::{ProjectGate, ProjectSettings};
+use crate::tokens::{TokenAuthority, TokenSettings};
+use crate::upstream;
+
+/// The assembled application.
+pub struct App {
+    pub router: Router,
+    /// Clears the data path's caches after management changes.
+    pub caches: Arc<ProxyCaches>,
+    pub metrics: Arc<Metrics>,
+    /// Flushes batched token usage; ends (after a last flush) once the router is dropped.
+    pub usage_flusher: JoinHandle<()>,
+}
+
+/// Handle on the data path's caches for the management API.
+pub struct ProxyCaches {
+    state: Arc<ProxyState>,
+}
+
+impl ProxyCaches {
+    /// A token was revoked or changed.
+    pub fn token_changed(&self, hash: &TokenHash) {
+        self.state.tokens.invalidate(hash);
+    }
+
+    /// A project was deactivated, reactivated or got a new key.
+    pub fn project_changed(&self, project_id: &str) {
+        self.state.projects.invalidate(project_id);
+    }
+}
+
+/// Builds the application. `breaker` is a parameter so tests can use a short cool-down.
+pub fn build(config: &ServerConfig, store: Arc<dyn Store>, breaker: CircuitBreaker) -> App {
+    let metrics = Arc::new(Metrics::new());
+    let (tokens, usage_flusher) = TokenAuthority::new(
+        store.clone(),
+        TokenSettings {
+            cache_ttl: config.caches.token_ttl,
+            cache_max: config.caches.token_max,
+            usage_buffer: config.caches.usage_buffer,
+        },
+        metrics.clone(),
+    );
+    let projects = ProjectGate::new(
+        store.clone(),
+        ProjectSettings {
+            enforce_active: config.caches.enforce_project_active,
+            active_ttl: config.caches.project_active_ttl,
+            active_max: config.caches.project_active_max,
+            key_ttl: config.caches.api_key_ttl,
+            key_max: config.caches.api_key_max,
+        },
+    );
+    let state = Arc::new(ProxyState {
+        client: upstream::build_client(&config.provider),
+        provider: config.provider.clone(),
+        tokens,
+        projects,
+        breaker,
+        limiter: config
+            .max_concurrent_requests
+            .map(|n| Arc::new(Semaphore::new(n))),
+        metrics: metrics.clone(),
+        request_timeout: config.request_timeout,
+        max_request_size: config.max_request_size,
+    });
+
+    let mut router = Router::new()
+        .route("/v1/{*path}", any(forward::handle))
+        .with_state(state.clone())
+        .route(env::HEALTH_PATH, get(health::health))
+        .route(env::LIVE_PATH, get(health::live))
+        .merge(
+            Router::new()
+                .route(env::READY_PATH, get(health::ready))
+                .with_state(store),
+        );
+    if config.metrics.enabled {
+        router = router.merge(
+            Router::new()
+                .route(&config.metrics.path, get(health::metrics_summary))
+                .route(
+                    &format!("{}/prometheus", config.metrics.path),
+                    get(health::metrics_prometheus),
+                )
+                .with_state(metrics.clone()),
+        );
+    }
+    let router = router.fallback(|| async { ProxyError::RouteNotFound });
+    App {
+        router,
+        caches: Arc::new(ProxyCaches { state }),
+        metrics,
+        usage_flusher,
+    }
+}

@@ -1,0 +1,74 @@
+//! `/health`, `/live`, `/ready` and the metrics endpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use llm_proxy_store::Store;
+use serde_json::json;
+
+use crate::metrics::Metrics;
+
+/// Longest wait for the database ping of `/ready`.
+const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /health`: the process answers.
+pub async fn health() -> Response {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }))
+    .into_response()
+}
+
+/// `GET /live`: always 200 while the process runs.
+pub async fn live() -> Response {
+    Json(json!({"status": "alive"})).into_response()
+}
+
+/// `GET /ready`: 200 only when the database answers.
+pub async fn ready(State(store): State<Arc<dyn Store>>) -> Response {
+    match tokio::time::timeout(READY_PING_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "readiness check: database unavailable");
+            not_ready()
+        }
+        Err(_) => {
+            tracing::warn!("readiness check: database ping timed out");
+            not_ready()
+        }
+    }
+}
+
+fn not_ready() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "not_ready", "error": "Database unavailable", "code": "database_unavailable"})),
+    )
+        .into_response()
+}
+
+/// `GET METRICS_PATH`: the JSON summary.
+pub async fn metrics_summary(State(metrics): State<Arc<Metrics>>) -> Response {
+    Json(metrics.summary()).into_response()
+}
+
+/// `GET METRICS_PATH/prometheus`: the Prometheus text exposition.
+pub async fn metrics_prometheus(State(metrics): State<Arc<Metrics>>) -> Response {
+    match metrics.encode() {
+        Ok(text) => {
+            let mut response = text.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

@@ -1,0 +1,225 @@
+//! Process metrics of the data plane: a Prometheus registry and the JSON summary of `METRICS_PATH`.
+//!
+//! Label values come from closed sets (status class, method, allowed endpoint, error code, rejection
+//! reason), so cardinality stays bounded whatever clients send.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// Every metric of the proxy.
+pub struct Metrics {
+    started: Instant,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<CodeLabels, Counter>,
+    token_rejections: Family<ReasonLabels, Counter>,
+    request_duration: Histogram,
+    upstream_duration: Histogram,
+    usage_dropped: Counter,
+    circuit_open: Gauge,
+    in_flight: Gauge<i64, AtomicI64>,
+    uptime: Gauge<f64, AtomicU64>,
+    request_count: Counter,
+    error_count: Counter,
+}
+
+/// JSON summary served at `METRICS_PATH` (upstream's keys; the HTTP cache counters stay 0 until the
+/// cache exists).
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub uptime_seconds: f64,
+    pub request_count: u64,
+    pub error_count: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_bypass: u64,
+    pub cache_stores: u64,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("llm_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<CodeLabels, Counter>::default();
+        let token_rejections = Family::<ReasonLabels, Counter>::default();
+        let request_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let upstream_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let usage_dropped = Counter::default();
+        let circuit_open = Gauge::default();
+        let in_flight = Gauge::<i64, AtomicI64>::default();
+        let uptime = Gauge::<f64, AtomicU64>::default();
+        let request_count = Counter::default();
+        let error_count = Counter::default();
+        registry.register(
+            "http_requests",
+            "Proxied /v1 requests by method, route and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "proxy_errors",
+            "Locally generated /v1 errors by code",
+            errors.clone(),
+        );
+        registry.register(
+            "token_rejections",
+            "Client tokens rejected, by reason",
+            token_rejections.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to the end of the response body",
+            request_duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from sending upstream to its response headers",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "usage_updates_dropped",
+            "Usage updates of unlimited tokens dropped because the queue was full",
+            usage_dropped.clone(),
+        );
+        registry.register(
+            "circuit_breaker_open",
+            "1 while the upstream circuit breaker is open",
+            circuit_open.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "/v1 requests whose response has not finished",
+            in_flight.clone(),
+        );
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the process started",
+            uptime.clone(),
+        );
+        registry.register("requests", "All /v1 responses", request_count.clone());
+        registry.register(
+            "errors",
+            "/v1 responses with status >= 400",
+            error_count.clone(),
+        );
+        Self {
+            started: Instant::now(),
+            registry,
+            requests,
+            errors,
+            token_rejections,
+            request_duration,
+            upstream_duration,
+            usage_dropped,
+            circuit_open,
+            in_flight,
+            uptime,
+            request_count,
+            error_count,
+        }
+    }
+
+    /// Records a finished `/v1` response.
+    pub fn record_response(&self, method: &str, route: &str, status: u16, duration: Duration) {
+        let status_class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status_class,
+            })
+            .inc();
+        self.request_count.inc();
+        if status >= 400 {
+            self.error_count.inc();
+        }
+        self.request_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn record_error(&self, code: &'static str) {
+        self.errors.get_or_create(&CodeLabels { code }).inc();
+    }
+
+    pub fn record_token_rejection(&self, reason: &'static str) {
+        self.token_rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn record_upstream_latency(&self, duration: Duration) {
+        self.upstream_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn record_usage_dropped(&self) {
+        self.usage_dropped.inc();
+    }
+
+    pub fn set_circuit_open(&self, open: bool) {
+        self.circuit_open.set(i64::from(open));
+    }
+
+    pub fn in_flight(&self) -> &Gauge<i64, AtomicI64> {
+        &self.in_flight
+    }
+
+    /// Usage updates dropped so far.
+    pub fn usage_dropped(&self) -> u64 {
+        self.usage_dropped.get()
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            request_count: self.request_count.get(),
+            error_count: self.error_count.get(),
+            cache_hits: 0,
+            cache_misses: 0,
+            cache_bypass: 0,
+            cache_stores: 0,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        self.uptime.set(self.started.elapsed().as_secs_f64());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,114 @@
+//! The `server` process: store, application, listener and graceful shutdown.
+//!
+//! Every accepted socket gets `TCP_NODELAY`. On SIGTERM or SIGINT the listener stops accepting,
+//! in-flight requests and streams continue, and the process exits when they are done or when
+//! `SHUTDOWN_TIMEOUT` has passed.
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::breaker::CircuitBreaker;
+use crate::config::ServerConfig;
+
+/// Longest wait for the last usage flush at exit (connections cut by the shutdown timeout may
+/// still hold the queue open).
+const USAGE_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("database: {0}")]
+    Store(#[from] llm_proxy_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the server until a shutdown signal, then drains.
+pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let store = llm_proxy_store::connect(&config.store).await?;
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(ServerError::Serve)?;
+    let app = app::build(&config, store, CircuitBreaker::default());
+    let usage_flusher = app.usage_flusher;
+    tracing::info!(
+        addr = %local_addr,
+        provider = %config.provider.name,
+        upstream = %config.provider.base_url,
+        "llm-proxy listening"
+    );
+
+    let shutdown = CancellationToken::new();
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
+    let serve = axum::serve(listener, app.router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { serve.await });
+
+    let stopped_early = tokio::select! {
+        result = &mut server => Some(result),
+        () = shutdown_signal() => None,
+    };
+    let result = match stopped_early {
+        Some(result) => result,
+        None => {
+            tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: draining in-flight requests");
+            shutdown.cancel();
+            match tokio::time::timeout(config.shutdown_timeout, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("shutdown timeout reached; closing remaining connections");
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    // The router (and with it the usage queue's sender) is gone: the flusher writes what is left.
+    match tokio::time::timeout(USAGE_FLUSH_GRACE, usage_flusher).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "usage flusher ended abnormally"),
+        Err(_) => tracing::warn!("usage flusher did not finish; some usage counts may be lost"),
+    }
+    match result {
+        Ok(serve_result) => serve_result.map_err(ServerError::Serve),
+        Err(join_error) => Err(ServerError::Serve(std::io::Error::other(join_error))),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,269 @@
+//! Shared harness of the proxy's black-box tests: the real router on a loopback port 0, a real
+//! SQLite (or PostgreSQL) store, the mock OpenAI upstream, and a plain hyper client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use llm_proxy::app::{self, ProxyCaches};
+use llm_proxy::breaker::CircuitBreaker;
+use llm_proxy::config::ServerConfig;
+use llm_proxy::metrics::Metrics;
+use llm_proxy_env as env;
+use llm_proxy_mocks::openai::MockOpenAi;
+use llm_proxy_store::{NewProject, NewToken, Project, ProviderKey, Store};
+
+pub const MANAGEMENT_TOKEN: &str = "test-management-token-0123456789abcdef";
+pub const PROVIDER_KEY: &str = "sk-provider-secret-key-0123456789";
+
+/// A private temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("llm-proxy-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How to start a harness.
+pub struct Options {
+    pub env: Vec<(&'static str, String)>,
+    /// YAML of the provider file (`{base_url}` is replaced by the mock's URL); `None` = fallback.
+    pub providers_yaml: Option<String>,
+    pub breaker: CircuitBreaker,
+    /// PostgreSQL URL of a fresh database instead of SQLite.
+    pub postgres_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            providers_yaml: None,
+            breaker: CircuitBreaker::default(),
+            postgres_url: None,
+        }
+    }
+}
+
+pub struct Harness {
+    pub addr: SocketAddr,
+    pub mock: MockOpenAi,
+    pub store: Arc<dyn Store>,
+    pub caches: Arc<ProxyCaches>,
+    pub metrics: Arc<Metrics>,
+    pub project: Project,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+    server: tokio::task::JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn http_client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector)
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let mock = MockOpenAi::start().await.unwrap();
+        let dir = TempDir::new();
+        let mut vars: Vec<(String, String)> = vec![
+            (env::MANAGEMENT_TOKEN.into(), MANAGEMENT_TOKEN.into()),
+            (env::OPENAI_API_URL.into(), mock.url()),
+            (
+                env::DATABASE_PATH.into(),
+                dir.0.join("proxy.db").display().to_string(),
+            ),
+            (env::LISTEN_ADDR.into(), "127.0.0.1:0".into()),
+            (
+                env::API_CONFIG_PATH.into(),
+                dir.0.join("absent.yaml").display().to_string(),
+            ),
+        ];
+        if let Some(yaml) = &options.providers_yaml {
+            let path = dir.0.join("providers.yaml");
+            std::fs::write(&path, yaml.replace("{base_url}", &mock.url())).unwrap();
+            vars.push((env::API_CONFIG_PATH.into(), path.display().to_string()));
+        }
+        if let Some(url) = &options.postgres_url {
+            vars.push((env::DB_DRIVER.into(), "postgres".into()));
+            vars.push((env::DATABASE_URL.into(), url.clone()));
+        }
+        for (name, value) in &options.env {
+            vars.push(((*name).into(), value.clone()));
+        }
+        let config = ServerConfig::from_lookup(|name| {
+            vars.iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        let store = llm_proxy_store::connect(&config.store).await.unwrap();
+        let app = app::build(&config, store.clone(), options.breaker);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app.router;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let project = store
+            .create_project(NewProject {
+                name: format!("project-{}", uuid::Uuid::new_v4()),
+                api_key: ProviderKey::new(PROVIDER_KEY),
+            })
+            .await
+            .unwrap();
+        Self {
+            addr,
+            mock,
+            store,
+            caches: app.caches,
+            metrics: app.metrics,
+            project,
+            client: http_client(),
+            server,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Issues a token for the harness project.
+    pub async fn token(
+        &self,
+        max_requests: Option<i64>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> String {
+        issue_token(
+            self.store.as_ref(),
+            &self.project.id,
+            max_requests,
+            expires_at,
+        )
+        .await
+    }
+
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        send(&self.client, request).await
+    }
+
+    /// POSTs a chat completion with `token`.
+    pub async fn chat(&self, token: &str, body: &str) -> Reply {
+        self.send(
+            Request::post(self.url("/v1/chat/completions"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+pub async fn issue_token(
+    store: &dyn Store,
+    project_id: &str,
+    max_requests: Option<i64>,
+    expires_at: Option<DateTime<Utc>>,
+) -> String {
+    let (token, id) = llm_proxy_store::generate_token();
+    store
+        .create_token(NewToken {
+            id,
+            token_hash: llm_proxy_store::hash_token(&token),
+            project_id: project_id.to_owned(),
+            expires_at: expires_at.or_else(|| Some(Utc::now() + chrono::Duration::hours(1))),
+            max_requests,
+        })
+        .await
+        .unwrap();
+    token
+}
+
+pub const CHAT_BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+pub const CHAT_STREAM_BODY: &str =
+    r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts a local JSON error with `status` and `code`.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.headers["content-type"], "application/json");
+        let json = self.json();
+        assert_eq!(json["code"], code, "{json}");
+        assert!(json["error"].is_string(), "{json}");
+    }
+}
+
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Reply {
+    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
+        .await
+        .expect("response within 20 s")
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub fn request(method: Method, url: &str) -> http::request::Builder {
+    Request::builder().method(method).uri(url)
+}

@@ -1,0 +1,287 @@
+//! The client-token error table, quota atomicity and revocation, through HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use common::{CHAT_BODY, Harness, PROVIDER_KEY};
+use http::{Method, Request};
+use http_body_util::Full;
+use llm_proxy_store::{ProjectUpdate, TokenUpdate};
+
+async fn with_authorization(h: &Harness, authorization: Option<&str>) -> common::Reply {
+    let mut builder =
+        Request::post(h.url("/v1/chat/completions")).header("content-type", "application/json");
+    if let Some(value) = authorization {
+        builder = builder.header("authorization", value);
+    }
+    h.send(
+        builder
+            .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_valid_token_is_proxied_with_the_provider_key() {
+    let h = Harness::start().await;
+    let token = h.token(None, None).await;
+    let reply = h.chat(&token, CHAT_BODY).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, llm_proxy_mocks::openai::chat_completion());
+    let received = h.mock.requests();
+    assert_eq!(received.len(), 1);
+    let upstream = &received[0];
+    assert_eq!(
+        upstream.headers["authorization"],
+        format!("Bearer {PROVIDER_KEY}").as_str()
+    );
+    for (name, value) in upstream.headers.iter() {
+        assert!(
+            !value
+                .as_bytes()
+                .windows(token.len())
+                .any(|w| w == token.as_bytes()),
+            "client token forwarded in {name}"
+        );
+    }
+    assert_eq!(upstream.body, CHAT_BODY);
+    assert_eq!(upstream.headers["x-proxy-id"], h.project.id.as_str());
+    assert_eq!(
+        upstream.headers["x-request-id"],
+        reply.headers["x-request-id"]
+    );
+}
+
+#[tokio::test]
+async fn missing_and_malformed_authorization_is_401_invalid_token() {
+    let h = Harness::start().await;
+    let valid = h.token(None, None).await;
+    let missing = with_authorization(&h, None).await;
+    missing.assert_error(401, "invalid_token");
+    assert_eq!(
+        missing.json()["description"],
+        "missing or invalid authorization header"
+    );
+    for header in [
+        "Basic abc",
+        "Bearer",
+        "Bearer   ",
+        &valid.clone(),
+        &format!("Token {valid}"),
+    ] {
+        with_authorization(&h, Some(header))
+            .await
+            .assert_error(401, "invalid_token");
+    }
+    let shapes = [
+        "sk-short".to_owned(),
+        format!("{valid}x"),
+        format!("tkn_{}", &valid[3..]),
+        format!("sk-{}", "!".repeat(22)),
+        format!("sk-{}", "A".repeat(22)),
+        "sk-AAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+    ];
+    for shape in shapes {
+        let reply = with_authorization(&h, Some(&format!("Bearer {shape}"))).await;
+        reply.assert_error(401, "invalid_token");
+        assert_eq!(
+            reply.json()["description"],
+            "invalid token format",
+            "{shape}"
+        );
+    }
+    // A header value that is not visible ASCII cannot hold a token: refused as a malformed header.
+    let non_ascii = Request::post(h.url("/v1/chat/completions"))
+        .header(
+            "authorization",
+            http::HeaderValue::from_bytes("Bearer sk-ünïcödé-tökén".as_bytes()).unwrap(),
+        )
+        .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
+        .unwrap();
+    h.send(non_ascii).await.assert_error(401, "invalid_token");
+    let lower = with_authorization(&h, Some(&format!("bearer {valid}"))).await;
+    assert_eq!(lower.status, 200, "the scheme is case-insensitive");
+    assert_eq!(
+        h.mock.requests().len(),
+        1,
+        "only the valid request reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn unknown_token_is_401_token_not_found() {
+    let h = Harness::start().await;
+    let (unknown, _) = llm_proxy_store::generate_token();
+    h.chat(&unknown, CHAT_BODY)
+        .await
+        .assert_error(401, "token_not_found");
+}
+
+#[tokio::test]
+async fn expired_token_is_401_token_expired() {
+    let h = Harness::start().await;
+    let expired = h
+        .token(None, Some(Utc::now() - chrono::Duration::minutes(1)))
+        .await;
+    h.chat(&expired, CHAT_BODY)
+        .await
+        .assert_error(401, "token_expired");
+    let expired_limited = h
+        .token(Some(10), Some(Utc::now() - chrono::Duration::minutes(1)))
+        .await;
+    h.chat(&expired_limited, CHAT_BODY)
+        .await
+        .assert_error(401, "token_expired");
+    assert!(h.mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn exhausted_quota_is_429_rate_limit_exceeded() {
+    let h = Harness::start().await;
+    let token = h.token(Some(2), None).await;
+    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+    h.chat(&token, CHAT_BODY)
+        .await
+        .assert_error(429, "rate_limit_exceeded");
+    assert_eq!(h.mock.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn quota_is_atomic_under_concurrency() {
+    let h = Harness::start().await;
+    let token = h.token(Some(5), None).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = h.client.clone();
+        let url = h.url("/v1/chat/completions");
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            common::send(
+                &client,
+                Request::post(url)
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
+                    .unwrap(),
+            )
+            .await
+            .status
+            .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+    assert_eq!(h.mock.requests().len(), 5);
+}
+
+#[tokio::test]
+async fn revocation_applies_to_the_next_request() {
+    let h = Harness::start().await;
+    for max_requests in [None, Some(100)] {
+        let token = h.token(max_requests, None).await;
+        assert_eq!(
+            h.chat(&token, CHAT_BODY).await.status,
+            200,
+            "token cached by a first use"
+        );
+        let hash = llm_proxy_store::hash_token(&token);
+        let record = h.store.token_by_hash(&hash).await.unwrap().unwrap();
+        h.store
+            .update_token(
+                record.id,
+                TokenUpdate {
+                    is_active: Some(false),
+                    ..TokenUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
+        h.caches.token_changed(&hash);
+        h.chat(&token, CHAT_BODY)
+            .await
+            .assert_error(401, "token_inactive");
+    }
+}
+
+#[tokio::test]
+async fn inactive_project_is_403_project_inactive() {
+    let h = Harness::start().await;
+    let unlimited = h.token(None, None).await;
+    let limited = h.token(Some(10), None).await;
+    assert_eq!(h.chat(&unlimited, CHAT_BODY).await.status, 200);
+    h.store
+        .update_project(
+            &h.project.id,
+            ProjectUpdate {
+                is_active: Some(false),
+                ..ProjectUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.caches.project_changed(&h.project.id);
+    h.chat(&unlimited, CHAT_BODY)
+        .await
+        .assert_error(403, "project_inactive");
+    h.chat(&limited, CHAT_BODY)
+        .await
+        .assert_error(403, "project_inactive");
+    assert_eq!(h.mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn unlimited_usage_is_recorded_in_the_background() {
+    let h = Harness::start().await;
+    let token = h.token(None, None).await;
+    for _ in 0..3 {
+        assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+    }
+    let hash = llm_proxy_store::hash_token(&token);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let record = h.store.token_by_hash(&hash).await.unwrap().unwrap();
+        if record.request_count == 3 {
+            assert!(record.last_used_at.is_some());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "usage not flushed: {}",
+            record.request_count
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn token_errors_never_echo_the_token() {
+    let h = Harness::start().await;
+    let (unknown, _) = llm_proxy_store::generate_token();
+    let reply = h
+        .send(
+            common::request(Method::GET, &h.url("/v1/models"))
+                .header("authorization", format!("Bearer {unknown}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    reply.assert_error(401, "token_not_found");
+    assert!(!String::from_utf8_lossy(&reply.body).contains(&unknown));
+}
