@@ -182,6 +182,13 @@ validate_crs() {
     "$PYTHON" scripts/validate_cr.py "$CRD_FILE" -- "${files[@]}"
 }
 
+# The operator's offline `render` and the chart must turn every sample into the same workloads.
+operator_and_chart_agree() {
+    local operator="${CARGO_TARGET_DIR:-target}/debug/llm-proxy-operator"
+    cargo build --quiet -p llm-proxy-operator --bin llm-proxy-operator &&
+    "$PYTHON" scripts/compare_render.py "$HELM" "$operator" config/samples/*.yaml
+}
+
 samples_exist() {
     compgen -G "config/samples/*.yaml" >/dev/null || { echo "config/samples/ has no LlmProxy yet"; return 1; }
 }
@@ -209,6 +216,9 @@ if [[ -f "$CRD_FILE" ]]; then
     check "kubectl kustomize config/default renders and validates" kustomize_default
     check "config/samples has LlmProxy samples" samples_exist
     check "LlmProxy samples, fixtures and chart CRs valid against the CRD schema" validate_crs
+    if compgen -G "config/samples/*.yaml" >/dev/null; then
+        check "operator render and llm-proxy chart agree on every sample (workloads, env order, probes, mounts)" operator_and_chart_agree
+    fi
 else
     check "generated files up to date (config/rbac, config/manager)" "$PYTHON" scripts/sync_generated.py "$HELM" --check
     warn "$CRD_FILE does not exist yet: skipped the CRD copy, the CRD in the operator chart, kubectl kustomize config/default and the CR schema checks"
