@@ -40,8 +40,14 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             source,
         })?;
     let local_addr = listener.local_addr().map_err(ServerError::Serve)?;
-    let app = app::build(&config, store, CircuitBreaker::default());
-    let usage_flusher = app.usage_flusher;
+    let app::App {
+        router,
+        caches,
+        usage_flusher,
+        ..
+    } = app::build(&config, store, CircuitBreaker::default());
+    // Only the router may keep the data path's state alive, so the usage queue closes with it.
+    drop(caches);
     tracing::info!(
         addr = %local_addr,
         provider = %config.provider.name,
@@ -55,8 +61,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             tracing::warn!(error = %err, "cannot set TCP_NODELAY");
         }
     });
-    let serve = axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let serve =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { serve.await });
 
     let stopped_early = tokio::select! {

@@ -1,0 +1,333 @@
+//! The real `llm-proxy` binary: configuration errors, secrets kept out of logs, graceful shutdown.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{CHAT_BODY, CHAT_STREAM_BODY, MANAGEMENT_TOKEN, PROVIDER_KEY, TempDir};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use llm_proxy_env as env;
+use llm_proxy_mocks::openai::{Behaviour, MockOpenAi, SSE_DONE};
+use llm_proxy_store::{Driver, NewProject, ProviderKey, StoreConfig};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llm-proxy");
+
+fn base_command(dir: &TempDir) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(env::MANAGEMENT_TOKEN, MANAGEMENT_TOKEN)
+        .env(env::DATABASE_PATH, dir.0.join("proxy.db"))
+        .env(env::API_CONFIG_PATH, dir.0.join("absent.yaml"))
+        .env(env::AUDIT_LOG_FILE, dir.0.join("audit.log"))
+        .env(env::LISTEN_ADDR, "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs the binary to completion and returns (exit code, stderr).
+async fn run_to_exit(mut command: Command) -> (Option<i32>, String) {
+    let output = tokio::time::timeout(Duration::from_secs(20), command.output())
+        .await
+        .expect("the binary exits")
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn configuration_errors_name_the_variable_and_exit_2() {
+    let dir = TempDir::new();
+    let cases: Vec<(Vec<(&str, &str)>, &str, Option<&str>)> = vec![
+        (
+            vec![(env::MANAGEMENT_TOKEN, "")],
+            "MANAGEMENT_TOKEN is required",
+            None,
+        ),
+        (vec![(env::DB_DRIVER, "mysql")], "DB_DRIVER=\"mysql\"", None),
+        (
+            vec![(env::DB_DRIVER, "postgres")],
+            "DATABASE_URL is required",
+            None,
+        ),
+        (
+            vec![(env::REQUIRE_ENCRYPTION_KEY, "true")],
+            "ENCRYPTION_KEY is required",
+            None,
+        ),
+        (
+            vec![(env::ENCRYPTION_KEY, "c2VjcmV0LWJ1dC1zaG9ydA==")],
+            "ENCRYPTION_KEY",
+            Some("c2VjcmV0LWJ1dC1zaG9ydA=="),
+        ),
+        (
+            vec![(env::LISTEN_ADDR, "nowhere")],
+            "LISTEN_ADDR=\"nowhere\"",
+            None,
+        ),
+        (
+            vec![(env::REQUEST_TIMEOUT, "30")],
+            "REQUEST_TIMEOUT=\"30\"",
+            None,
+        ),
+        (vec![(env::LOG_FORMAT, "xml")], "LOG_FORMAT=\"xml\"", None),
+    ];
+    for (vars, expected, secret) in cases {
+        let mut command = base_command(&dir);
+        for (name, value) in &vars {
+            command.env(name, value);
+        }
+        let (code, stderr) = run_to_exit(command).await;
+        assert_eq!(code, Some(2), "{vars:?}: {stderr}");
+        assert!(stderr.contains(expected), "{vars:?}: {stderr}");
+        if let Some(secret) = secret {
+            assert!(!stderr.contains(secret), "secret echoed: {stderr}");
+        }
+    }
+    let mut invalid_yaml = base_command(&dir);
+    let path = dir.0.join("providers.yaml");
+    std::fs::write(
+        &path,
+        "apis: {openai: {base_url: https://x, allowed_endpoints: [], allowed_methods: [GET]}}",
+    )
+    .unwrap();
+    invalid_yaml.env(env::API_CONFIG_PATH, &path);
+    let (code, stderr) = run_to_exit(invalid_yaml).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("allowed_endpoints must not be empty"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn version_subcommand_prints_the_version() {
+    let dir = TempDir::new();
+    let mut command = base_command(&dir);
+    command.arg("version");
+    let output = command.output().await.unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn migrate_up_and_status() {
+    let dir = TempDir::new();
+    let mut up = base_command(&dir);
+    up.args(["migrate", "up"]);
+    let output = up.output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut status = base_command(&dir);
+    status.args(["migrate", "status"]);
+    let output = status.output().await.unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("applied") && !text.contains("pending"),
+        "{text}"
+    );
+}
+
+/// A running binary whose stdout (JSON logs) is collected in the background.
+struct Running {
+    child: Child,
+    addr: String,
+    logs: tokio::sync::watch::Receiver<String>,
+}
+
+async fn start(dir: &TempDir, extra: &[(&str, String)]) -> Running {
+    let mut command = base_command(dir);
+    command
+        .env(env::LOG_LEVEL, "debug")
+        .env(env::LOG_FORMAT, "json");
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, mut logs) = tokio::sync::watch::channel(String::new());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            sender.send_modify(|all| {
+                all.push_str(&line);
+                all.push('\n');
+            });
+        }
+    });
+    let listening = tokio::time::timeout(
+        Duration::from_secs(20),
+        logs.wait_for(|all| all.contains("llm-proxy listening")),
+    )
+    .await
+    .expect("the binary starts listening")
+    .unwrap()
+    .clone();
+    let line = listening
+        .lines()
+        .find(|l| l.contains("llm-proxy listening"))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    let addr = json["addr"].as_str().unwrap().to_owned();
+    Running { child, addr, logs }
+}
+
+async fn seed(dir: &TempDir, max_requests: Option<i64>) -> String {
+    let store = llm_proxy_store::connect(&StoreConfig::new(Driver::Sqlite {
+        path: dir.0.join("proxy.db"),
+    }))
+    .await
+    .unwrap();
+    let project = store
+        .create_project(NewProject {
+            name: "binary-test".into(),
+            api_key: ProviderKey::new(PROVIDER_KEY),
+        })
+        .await
+        .unwrap();
+    common::issue_token(store.as_ref(), &project.id, max_requests, None).await
+}
+
+#[tokio::test]
+async fn logs_never_contain_tokens_or_keys() {
+    let dir = TempDir::new();
+    let mock = MockOpenAi::start().await.unwrap();
+    let token = seed(&dir, Some(1)).await;
+    let running = start(&dir, &[(env::OPENAI_API_URL, mock.url())]).await;
+    let client = common::http_client();
+    let url = format!(
+        "http://{}/v1/chat/completions?api_key={token}",
+        running.addr
+    );
+    for _ in 0..3 {
+        let reply = common::send(
+            &client,
+            Request::post(url.as_str())
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
+                .unwrap(),
+        )
+        .await;
+        assert!(reply.status == 200 || reply.status == 429);
+    }
+    let manage = common::send(
+        &client,
+        Request::get(format!("http://{}/manage/projects", running.addr))
+            .header("authorization", format!("Bearer {MANAGEMENT_TOKEN}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert!(manage.status.as_u16() < 500);
+    let mut logs = running.logs.clone();
+    let all = tokio::time::timeout(
+        Duration::from_secs(5),
+        logs.wait_for(|all| all.matches("\"message\":\"request\"").count() >= 3),
+    )
+    .await
+    .expect("three request log lines")
+    .unwrap()
+    .clone();
+    for secret in [token.as_str(), MANAGEMENT_TOKEN, PROVIDER_KEY] {
+        assert!(!all.contains(secret), "secret in logs:\n{all}");
+    }
+    let request_line = all
+        .lines()
+        .find(|l| l.contains("\"message\":\"request\""))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(request_line).unwrap();
+    assert_eq!(
+        json["path"], "/v1/chat/completions",
+        "no query string in the log"
+    );
+    for field in ["request_id", "method", "status", "duration_ms"] {
+        assert!(json.get(field).is_some(), "{field} missing: {request_line}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish() {
+    let dir = TempDir::new();
+    let mock = MockOpenAi::start().await.unwrap();
+    mock.set_behaviour(Behaviour {
+        stream_chunks: 8,
+        chunk_interval: Duration::from_millis(150),
+        ..Behaviour::default()
+    });
+    let token = seed(&dir, None).await;
+    let mut running = start(
+        &dir,
+        &[
+            (env::OPENAI_API_URL, mock.url()),
+            (env::SHUTDOWN_TIMEOUT, "20s".into()),
+        ],
+    )
+    .await;
+    let client = common::http_client();
+    let response = client
+        .request(
+            Request::post(format!("http://{}/v1/chat/completions", running.addr))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(CHAT_STREAM_BODY.as_bytes())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    received.extend_from_slice(first.data_ref().unwrap());
+    let pid = running.child.id().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut logs = running.logs.clone();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        logs.wait_for(|all| all.contains("shutting down")),
+    )
+    .await
+    .expect("shutdown starts")
+    .unwrap();
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap()
+    {
+        if let Ok(data) = frame.unwrap().into_data() {
+            received.extend_from_slice(&data);
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&received).ends_with(SSE_DONE),
+        "the stream was cut by the shutdown"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), running.child.wait())
+        .await
+        .expect("the process exits")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
