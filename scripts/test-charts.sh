@@ -161,7 +161,7 @@ PY
 }
 
 kustomize_default() {
-    kubectl kustomize config/default >"$WORK/kustomize.yaml" &&
+    "$KUBECTL" kustomize config/default >"$WORK/kustomize.yaml" &&
     "$KUBERNETES_VALIDATE" -k "$K8S_VERSION" --strict --quiet "$WORK/kustomize.yaml" &&
     assert_render "$WORK/kustomize.yaml" \
         "sorted(d['kind'] for d in docs) == ['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'Deployment', 'Namespace', 'Service', 'ServiceAccount'] and all(d['metadata'].get('namespace') == 'llm-proxy-system' for d in docs if d['kind'] in ('Deployment', 'Service', 'ServiceAccount'))"

