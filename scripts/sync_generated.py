@@ -89,7 +89,7 @@ def main(argv):
             path.write_text(content, encoding="utf-8")
             print(f"wrote {path.relative_to(ROOT)}")
     for path in stale:
-        print(f"  {path} is stale: run .cache/tools/venv/bin/python scripts/sync_generated.py \"$HELM\"")
+        print(f"  {path} is stale: run  source scripts/tools.sh && \"$PYTHON\" scripts/sync_generated.py \"$HELM\"")
     return 1 if stale else 0
 
 

@@ -189,6 +189,13 @@ operator_and_chart_agree() {
     "$PYTHON" scripts/compare_render.py "$HELM" "$operator" config/samples/*.yaml
 }
 
+argocd_applications() {
+    assert_render config/argocd/operator-application.yaml \
+        "find('Application')['metadata']['annotations']['argocd.argoproj.io/sync-wave'] == '-1' and 'ServerSideApply=true' in find('Application')['spec']['syncPolicy']['syncOptions'] and find('Application')['spec']['source']['path'] == 'charts/llm-proxy-operator'" &&
+    assert_render config/argocd/llmproxy-samples-application.yaml \
+        "find('Application')['metadata']['annotations']['argocd.argoproj.io/sync-wave'] == '1' and {'ServerSideApply=true', 'SkipDryRunOnMissingResource=true'} <= set(find('Application')['spec']['syncPolicy']['syncOptions']) and find('Application')['spec']['source']['path'] == 'config/samples'"
+}
+
 samples_exist() {
     compgen -G "config/samples/*.yaml" >/dev/null || { echo "config/samples/ has no LlmProxy yet"; return 1; }
 }
@@ -208,6 +215,7 @@ check "Grafana dashboard queries only metrics the proxy registers" "$PYTHON" scr
 check "versions agree (workspace, Chart.yaml, image tags, Dockerfiles)" "$PYTHON" scripts/chart_checks.py versions .
 check "proxy env names belong to the llm-proxy-env contract" env_names_in_contract
 check "hadolint docker/*.Dockerfile" "$HADOLINT" docker/llm-proxy.Dockerfile docker/llm-proxy-operator.Dockerfile
+check "ArgoCD Application examples: sync waves -1/1, ServerSideApply, SkipDryRunOnMissingResource" argocd_applications
 check "ArgoCD health check (health.lua) against its fixtures with Lua 5.1" \
     "$PYTHON" scripts/lua_health_test.py "$LUA" config/argocd/resource_customizations
 if [[ -f "$CRD_FILE" ]]; then
