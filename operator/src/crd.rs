@@ -33,22 +33,10 @@ pub const VERSION: &str = "v1alpha1";
     namespaced,
     status = "LlmProxyStatus",
     derive = "PartialEq",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Replicas",
-        type_ = "integer",
-        json_path = ".status.readyReplicas"
-    ),
-    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
     validation = Rule::new(cel::AUTOSCALING_TARGETS).message(crate::validate::AUTOSCALING_NO_TARGETS),
@@ -501,7 +489,7 @@ pub struct RedisSpec {
 }
 
 /// External Redis connection.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisExternal {
     /// `host:port`; empty = no Redis.
@@ -513,16 +501,6 @@ pub struct RedisExternal {
     /// Existing Secret with the password.
     #[serde(default)]
     pub password: ExistingSecret,
-}
-
-impl Default for RedisExternal {
-    fn default() -> Self {
-        Self {
-            addr: String::new(),
-            db: 0,
-            password: ExistingSecret::default(),
-        }
-    }
 }
 
 /// The dispatcher Deployment.
