@@ -2,4 +2,6 @@
 //!
 //! - [`openai`]: a mock OpenAI upstream for the proxy's black-box tests.
 
+pub mod helicone;
+pub mod lunary;
 pub mod openai;
