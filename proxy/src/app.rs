@@ -1,8 +1,8 @@
 //! Builds the HTTP application: state, caches, background tasks and the router.
 //!
-//! Routes: `/v1/*` (the proxy, see [`crate::forward`] for the order of its steps), `/health`, `/live`,
-//! `/ready`, `METRICS_PATH` and `METRICS_PATH/prometheus` (when metrics are enabled); anything else is
-//! a 404 JSON error. Paths are matched as received, without normalisation, so `/v1/../manage` is a
+//! Routes: `/v1/*` (the proxy, see [`crate::forward`] for the order of its steps), `/manage/*` (the
+//! management API, [`crate::manage`]), `/health`, `/live`, `/ready`, `METRICS_PATH` and
+//! `METRICS_PATH/prometheus` (when metrics are enabled); anything else is a 404 JSON error. Paths are matched as received, without normalisation, so `/v1/../manage` is a
 //! `/v1` path (and refused there), never a management route.
 
 use std::sync::Arc;
@@ -14,11 +14,13 @@ use llm_proxy_store::{Store, TokenHash};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::audit::Audit;
 use crate::breaker::CircuitBreaker;
 use crate::config::ServerConfig;
 use crate::error::ProxyError;
 use crate::forward::{self, ProxyState};
 use crate::health;
+use crate::manage::{self, CacheInvalidator, ManageState};
 use crate::metrics::Metrics;
 use crate::projects::{ProjectGate, ProjectSettings};
 use crate::tokens::{TokenAuthority, TokenSettings};
@@ -39,20 +41,23 @@ pub struct ProxyCaches {
     state: Arc<ProxyState>,
 }
 
-impl ProxyCaches {
-    /// A token was revoked or changed.
-    pub fn token_changed(&self, hash: &TokenHash) {
+impl CacheInvalidator for ProxyCaches {
+    fn token_changed(&self, hash: &TokenHash) {
         self.state.tokens.invalidate(hash);
     }
 
-    /// A project was deactivated, reactivated or got a new key.
-    pub fn project_changed(&self, project_id: &str) {
+    fn project_changed(&self, project_id: &str) {
         self.state.projects.invalidate(project_id);
     }
 }
 
 /// Builds the application. `breaker` is a parameter so tests can use a short cool-down.
-pub fn build(config: &ServerConfig, store: Arc<dyn Store>, breaker: CircuitBreaker) -> App {
+pub fn build(
+    config: &ServerConfig,
+    store: Arc<dyn Store>,
+    audit: Audit,
+    breaker: CircuitBreaker,
+) -> App {
     let metrics = Arc::new(Metrics::new());
     let (tokens, usage_flusher) = TokenAuthority::new(
         store.clone(),
@@ -87,6 +92,15 @@ pub fn build(config: &ServerConfig, store: Arc<dyn Store>, breaker: CircuitBreak
         max_request_size: config.max_request_size,
     });
 
+    let caches = Arc::new(ProxyCaches {
+        state: state.clone(),
+    });
+    let manage = manage::router(ManageState {
+        store: store.clone(),
+        management_token: config.management_token.clone(),
+        audit,
+        invalidator: caches.clone(),
+    });
     let mut router = Router::new()
         .route("/v1/{*path}", any(forward::handle))
         .with_state(state.clone())
@@ -96,7 +110,8 @@ pub fn build(config: &ServerConfig, store: Arc<dyn Store>, breaker: CircuitBreak
             Router::new()
                 .route(env::READY_PATH, get(health::ready))
                 .with_state(store),
-        );
+        )
+        .merge(manage);
     if config.metrics.enabled {
         router = router.merge(
             Router::new()
@@ -111,7 +126,7 @@ pub fn build(config: &ServerConfig, store: Arc<dyn Store>, breaker: CircuitBreak
     let router = router.fallback(|| async { ProxyError::RouteNotFound });
     App {
         router,
-        caches: Arc::new(ProxyCaches { state }),
+        caches,
         metrics,
         usage_flusher,
     }

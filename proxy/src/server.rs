@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
+use crate::audit::{Audit, AuditError};
 use crate::breaker::CircuitBreaker;
 use crate::config::ServerConfig;
 
@@ -21,6 +22,8 @@ const USAGE_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5)
 pub enum ServerError {
     #[error("database: {0}")]
     Store(#[from] llm_proxy_store::StoreError),
+    #[error("audit: {0}")]
+    Audit(#[from] AuditError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -33,6 +36,7 @@ pub enum ServerError {
 /// Runs the server until a shutdown signal, then drains.
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = llm_proxy_store::connect(&config.store).await?;
+    let audit = Audit::start(&config.audit, store.clone()).await?;
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -45,8 +49,9 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         caches,
         usage_flusher,
         ..
-    } = app::build(&config, store, CircuitBreaker::default());
-    // Only the router may keep the data path's state alive, so the usage queue closes with it.
+    } = app::build(&config, store.clone(), audit, CircuitBreaker::default());
+    // Only the router (through /v1 and the management API's invalidator) may keep the data path's
+    // state alive, so the usage queue closes with it.
     drop(caches);
     tracing::info!(
         addr = %local_addr,

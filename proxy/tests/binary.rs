@@ -1,5 +1,8 @@
 //! The real `llm-proxy` binary: configuration errors, secrets kept out of logs, graceful shutdown.
 
+// Test helpers outside #[test] functions fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::process::Stdio;
@@ -49,7 +52,13 @@ async fn run_to_exit(mut command: Command) -> (Option<i32>, String) {
 #[tokio::test]
 async fn configuration_errors_name_the_variable_and_exit_2() {
     let dir = TempDir::new();
-    let cases: Vec<(Vec<(&str, &str)>, &str, Option<&str>)> = vec![
+    // (variables, expected message, secret that must not be echoed)
+    type Case = (
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             vec![(env::MANAGEMENT_TOKEN, "")],
             "MANAGEMENT_TOKEN is required",

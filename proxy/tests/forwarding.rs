@@ -1,6 +1,9 @@
 //! The `/v1` data path through HTTP: headers, streaming, cancellation, upstream failures, circuit
 //! breaker, CORS, validation and bad input.
 
+// Test helpers outside #[test] functions fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -564,7 +567,7 @@ async fn bad_input_gets_clean_client_errors() {
             .await;
         reply.assert_error(400, "invalid_path");
     }
-    for unknown in ["/", "/v2/models", "/manage", "/v1", "/admin"] {
+    for unknown in ["/", "/v2/models", "/v1", "/admin", "/manage-x"] {
         let reply = h
             .send(
                 common::request(Method::GET, &h.url(unknown))

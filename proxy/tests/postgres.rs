@@ -1,6 +1,9 @@
 //! The main happy path on PostgreSQL (`LLM_PROXY_TEST_DATABASE_URL`, provided by
 //! `scripts/test-services.sh`; the test fails, never skips, when it is unset).
 
+// Test helpers outside #[test] functions fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{CHAT_BODY, CHAT_STREAM_BODY, Harness, Options, PROVIDER_KEY};

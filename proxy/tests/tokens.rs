@@ -1,5 +1,8 @@
 //! The client-token error table, quota atomicity and revocation, through HTTP.
 
+// Test helpers outside #[test] functions fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
@@ -9,7 +12,6 @@ use chrono::Utc;
 use common::{CHAT_BODY, Harness, PROVIDER_KEY};
 use http::{Method, Request};
 use http_body_util::Full;
-use llm_proxy_store::{ProjectUpdate, TokenUpdate};
 
 async fn with_authorization(h: &Harness, authorization: Option<&str>) -> common::Reply {
     let mut builder =
@@ -203,17 +205,14 @@ async fn revocation_applies_to_the_next_request() {
         );
         let hash = llm_proxy_store::hash_token(&token);
         let record = h.store.token_by_hash(&hash).await.unwrap().unwrap();
-        h.store
-            .update_token(
-                record.id,
-                TokenUpdate {
-                    is_active: Some(false),
-                    ..TokenUpdate::default()
-                },
+        let revoked = h
+            .manage(
+                Method::DELETE,
+                &format!("/manage/tokens/{}", record.id),
+                None,
             )
-            .await
-            .unwrap();
-        h.caches.token_changed(&hash);
+            .await;
+        assert_eq!(revoked.status, 204, "{:?}", revoked.body);
         h.chat(&token, CHAT_BODY)
             .await
             .assert_error(401, "token_inactive");
@@ -226,17 +225,14 @@ async fn inactive_project_is_403_project_inactive() {
     let unlimited = h.token(None, None).await;
     let limited = h.token(Some(10), None).await;
     assert_eq!(h.chat(&unlimited, CHAT_BODY).await.status, 200);
-    h.store
-        .update_project(
-            &h.project.id,
-            ProjectUpdate {
-                is_active: Some(false),
-                ..ProjectUpdate::default()
-            },
+    let patched = h
+        .manage(
+            Method::PATCH,
+            &format!("/manage/projects/{}", h.project.id),
+            Some(r#"{"is_active":false}"#),
         )
-        .await
-        .unwrap();
-    h.caches.project_changed(&h.project.id);
+        .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
     h.chat(&unlimited, CHAT_BODY)
         .await
         .assert_error(403, "project_inactive");

@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use llm_proxy::app::{self, ProxyCaches};
+use llm_proxy::audit::Audit;
 use llm_proxy::breaker::CircuitBreaker;
 use llm_proxy::config::ServerConfig;
 use llm_proxy::metrics::Metrics;
@@ -37,6 +38,12 @@ impl TempDir {
     }
 }
 
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -44,6 +51,7 @@ impl Drop for TempDir {
 }
 
 /// How to start a harness.
+#[derive(Default)]
 pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// YAML of the provider file (`{base_url}` is replaced by the mock's URL); `None` = fallback.
@@ -51,17 +59,6 @@ pub struct Options {
     pub breaker: CircuitBreaker,
     /// PostgreSQL URL of a fresh database instead of SQLite.
     pub postgres_url: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            env: Vec::new(),
-            providers_yaml: None,
-            breaker: CircuitBreaker::default(),
-            postgres_url: None,
-        }
-    }
 }
 
 pub struct Harness {
@@ -131,12 +128,14 @@ impl Harness {
         })
         .unwrap();
         let store = llm_proxy_store::connect(&config.store).await.unwrap();
-        let app = app::build(&config, store.clone(), options.breaker);
+        let audit = Audit::start(&config.audit, store.clone()).await.unwrap();
+        let app = app::build(&config, store.clone(), audit, options.breaker);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = app.router;
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service).await;
         });
         let project = store
             .create_project(NewProject {
@@ -179,6 +178,19 @@ impl Harness {
 
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
         send(&self.client, request).await
+    }
+
+    /// Calls the management API with the management token.
+    pub async fn manage(&self, method: Method, path: &str, json: Option<&str>) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .header("authorization", format!("Bearer {MANAGEMENT_TOKEN}"));
+        if json.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let body = Full::new(Bytes::from(json.unwrap_or_default().to_owned()));
+        self.send(builder.body(body).unwrap()).await
     }
 
     /// POSTs a chat completion with `token`.
