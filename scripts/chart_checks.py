@@ -9,6 +9,8 @@
                                    workspace version agree
   dashboard-metrics REPO_ROOT       every llm_proxy_* metric of charts/llm-proxy/dashboards/llm-proxy.json is
                                    registered by the proxy (a `.register("name", ...)` call in proxy/src)
+  spec-parity REPO_ROOT             every value of charts/llm-proxy is a field of the LlmProxy spec in crds/
+                                   (design.md: users paste their values under `spec:`), except CHART_ONLY
   assert RENDER PYTHON_EXPR         PYTHON_EXPR holds over the rendered documents (`docs`, `find(kind, name)`)
   env-names REPO_ROOT RENDER...     every env var the rendered proxy/dispatcher pods set is part of the
                                    llm-proxy-env contract (proxy-env/src/lib.rs)
@@ -173,6 +175,46 @@ def dashboard_metrics(repo_root):
     return 1 if unknown or not used else 0
 
 
+# Values of charts/llm-proxy with no LlmProxy counterpart, and why.
+CHART_ONLY = {
+    "nameOverride": "children are named after the LlmProxy",
+    "fullnameOverride": "children are named after the LlmProxy",
+    "volumes": "the operator owns the pod's volumes",
+    "volumeMounts": "the operator owns the pod's volumes",
+    "postgresql.image": "the operator's --postgres-image flag",
+    "postgresql.primary.service": "the operator's PostgreSQL Service uses port 5432",
+    "dispatcher.livenessProbe": "the operator probes the dispatcher's health port itself",
+    "dispatcher.readinessProbe": "the operator probes the dispatcher's health port itself",
+}
+
+
+def spec_parity(repo_root):
+    root = pathlib.Path(repo_root)
+    values = yaml.safe_load((root / "charts/llm-proxy/values.yaml").read_text(encoding="utf-8"))
+    crd = yaml.safe_load((root / "crds/llmproxies.llm-proxy.io.yaml").read_text(encoding="utf-8"))
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+    def in_schema(schema, parts):
+        for part in parts:
+            if schema.get("x-kubernetes-preserve-unknown-fields") or "additionalProperties" in schema:
+                return True
+            if part not in schema.get("properties", {}):
+                return False
+            schema = schema["properties"][part]
+        return True
+
+    missing = []
+    for key in leaf_keys(values):
+        if any(key == k or key.startswith(k + ".") for k in CHART_ONLY):
+            continue
+        # Map keys may contain dots (prometheus.io/scrape): they end below a free-form map.
+        if not in_schema(spec, key.split(".")):
+            missing.append(key)
+    for key in missing:
+        print(f"  charts/llm-proxy value {key} has no field in the LlmProxy spec")
+    return 1 if missing else 0
+
+
 def assert_render(render, expression):
     with open(render, encoding="utf-8") as handle:
         docs = [d for d in yaml.safe_load_all(handle) if d]
@@ -199,6 +241,7 @@ def main(argv):
         "rbac": (rbac, 3),
         "versions": (versions, 1),
         "dashboard-metrics": (dashboard_metrics, 1),
+        "spec-parity": (spec_parity, 1),
     }
     if argv and argv[0] == "env-names" and len(argv) >= 3:
         return env_names(argv[1], argv[2:])

@@ -224,6 +224,8 @@ check "ArgoCD health check (health.lua) against its fixtures with Lua 5.1" \
 check "generated files up to date (chart CRD copy, config/rbac, config/manager)" "$PYTHON" scripts/sync_generated.py "$HELM" --check
 check "operator chart renders the CRD of crds/ (keep annotation, crds.install switch)" crd_in_chart "$WORK/first/operator"
 check "kubectl kustomize config/default renders and validates" kustomize_default
+check "every llm-proxy chart value is a field of the LlmProxy spec (chart-only keys listed in chart_checks.py)" \
+    "$PYTHON" scripts/chart_checks.py spec-parity .
 check "config/samples has LlmProxy samples" samples_exist
 check "LlmProxy samples, fixtures and chart CRs valid against the CRD schema" validate_crs
 check "operator render and llm-proxy chart agree on every sample (workloads, env order, probes, mounts)" operator_and_chart_agree
