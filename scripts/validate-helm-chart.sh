@@ -142,6 +142,8 @@ if expect_render dispatcher-file --set dispatcher.enabled=true --set dispatcher.
         "find('Deployment', '$FULLNAME-dispatcher') is not None and find('PersistentVolumeClaim', '$FULLNAME-dispatcher')['spec']['resources']['requests']['storage'] == '10Gi'"
     check dispatcher-file "health port 8081 with /health and /ready probes, DISPATCHER_HEALTH_ADDR" \
         "containers(find('Deployment', '$FULLNAME-dispatcher'))[0]['ports'] == [{'name': 'health', 'containerPort': 8081, 'protocol': 'TCP'}] and containers(find('Deployment', '$FULLNAME-dispatcher'))[0]['livenessProbe']['httpGet']['path'] == '/health' and containers(find('Deployment', '$FULLNAME-dispatcher'))[0]['readinessProbe']['httpGet']['path'] == '/ready' and env(find('Deployment', '$FULLNAME-dispatcher'))['DISPATCHER_HEALTH_ADDR']['value'] == ':8081'"
+    check dispatcher-file "Recreate strategy for the file sink's RWO volume" \
+        "find('Deployment', '$FULLNAME-dispatcher')['spec']['strategy'] == {'type': 'Recreate'} and 'strategy' not in find('Deployment', '$FULLNAME')['spec']"
     check dispatcher-file "args with the default file endpoint" \
         "containers(find('Deployment', '$FULLNAME-dispatcher'))[0]['args'] == ['dispatcher', '--service', 'file', '--endpoint', '/app/data/events.jsonl', '--buffer', '1000', '--batch-size', '100']"
 fi
@@ -231,6 +233,8 @@ if expect_render postgres-existing-secret --set env.DB_DRIVER=postgres --set pos
         "find('Secret') is None and env(find('Deployment', '$FULLNAME'))['PGPASSWORD']['valueFrom']['secretKeyRef'] == {'name': 'pg-auth', 'key': 'password'} and 'volumeClaimTemplates' not in find('StatefulSet')['spec']"
 fi
 if expect_render sqlite-persistence --set persistence.enabled=true --set persistence.size=5Gi --set persistence.storageClass=fast; then
+    check sqlite-persistence "Recreate strategy (the RWO volume cannot move to a surge pod)" \
+        "find('Deployment')['spec']['strategy'] == {'type': 'Recreate'}"
     check sqlite-persistence "PVC mounted at /app/data" \
         "find('PersistentVolumeClaim', '$FULLNAME-data')['spec'] == {'accessModes': ['ReadWriteOnce'], 'storageClassName': 'fast', 'resources': {'requests': {'storage': '5Gi'}}} and {'name': 'data', 'persistentVolumeClaim': {'claimName': '$FULLNAME-data'}} in find('Deployment')['spec']['template']['spec']['volumes']"
 fi
