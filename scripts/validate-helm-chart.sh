@@ -104,6 +104,8 @@ if expect_render minimal-values; then
         "sorted(d['kind'] for d in docs) == ['Deployment', 'Service'] and all(v['name'] != 'config' for v in find('Deployment')['spec']['template']['spec']['volumes'])"
     check minimal-values "env literals sorted, no secret env without a Secret" \
         "env_names(find('Deployment')) == sorted(env_names(find('Deployment'))) and 'MANAGEMENT_TOKEN' not in env(find('Deployment'))"
+    check minimal-values "no service account token, no Service-link env" \
+        "find('Deployment')['spec']['template']['spec']['automountServiceAccountToken'] is False and find('Deployment')['spec']['template']['spec']['enableServiceLinks'] is False"
     check minimal-values "hardened security contexts" \
         "find('Deployment')['spec']['template']['spec']['securityContext']['runAsNonRoot'] and find('Deployment')['spec']['template']['spec']['securityContext']['seccompProfile']['type'] == 'RuntimeDefault' and containers(find('Deployment'))[0]['securityContext']['readOnlyRootFilesystem'] and containers(find('Deployment'))[0]['securityContext']['capabilities']['drop'] == ['ALL']"
 fi
