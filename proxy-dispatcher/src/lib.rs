@@ -82,7 +82,8 @@ impl Dispatcher {
     }
 
     /// Serves the health endpoints on `listener` and delivers events until `shutdown`; then
-    /// finishes the current batch within `SHUTDOWN_TIMEOUT`.
+    /// finishes the current batch within `SHUTDOWN_TIMEOUT`. Everything runs inside the returned
+    /// future: dropping it stops the dispatcher at once (unacknowledged entries are redelivered).
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -92,45 +93,53 @@ impl Dispatcher {
             .local_addr()
             .map(|addr| addr.to_string())
             .unwrap_or_default();
-        let server_shutdown = shutdown.clone();
-        let server = axum::serve(listener, health_router(self.metrics.clone()))
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await });
-        let server = tokio::spawn(async move { server.await });
-
-        let shutdown_timeout = self.config.shutdown_timeout;
-        match self.config.bus {
-            EventBusKind::InMemory => {
-                tracing::warn!(
-                    "{}=in-memory: this dispatcher has its own in-process bus and receives no events from \
-                     proxies; use redis-streams to dispatch events",
-                    llm_proxy_env::LLM_PROXY_EVENT_BUS
-                );
-                self.metrics.set_ready(true);
-                shutdown.cancelled().await;
-            }
-            EventBusKind::RedisStreams => {
-                let delivery = self.delivery_loop()?;
-                let mut task = tokio::spawn(delivery.run(shutdown.clone()));
-                tokio::select! {
-                    _ = &mut task => {}
-                    () = shutdown.cancelled() => {
-                        if tokio::time::timeout(shutdown_timeout, &mut task).await.is_err() {
-                            task.abort();
-                            tracing::warn!("dispatcher did not finish its batch within the shutdown timeout; \
-                                            unacknowledged entries will be redelivered");
-                        }
-                    }
+        // Also stops the health server when the delivery side cannot start.
+        let stop_server = shutdown.child_token();
+        let server_stopped = stop_server.clone();
+        let router = health_router(self.metrics.clone());
+        let server = async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { server_stopped.cancelled().await })
+                .await
+        };
+        let work = async {
+            let result = match self.config.bus {
+                EventBusKind::InMemory => {
+                    tracing::warn!(
+                        "{}=in-memory: this dispatcher has its own in-process bus and receives no events \
+                         from proxies; use redis-streams to dispatch events",
+                        llm_proxy_env::LLM_PROXY_EVENT_BUS
+                    );
+                    self.metrics.set_ready(true);
+                    shutdown.cancelled().await;
+                    Ok(())
                 }
+                EventBusKind::RedisStreams => match self.delivery_loop() {
+                    Ok(delivery) => {
+                        let delivery = delivery.run(shutdown.clone());
+                        tokio::pin!(delivery);
+                        tokio::select! {
+                            () = &mut delivery => {}
+                            () = shutdown.cancelled() => {
+                                if tokio::time::timeout(self.config.shutdown_timeout, &mut delivery).await.is_err() {
+                                    tracing::warn!("dispatcher did not finish its batch within the shutdown \
+                                                    timeout; unacknowledged entries will be redelivered");
+                                }
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                },
+            };
+            if result.is_err() {
+                stop_server.cancel();
             }
-        }
-        match server.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(DispatcherError::HealthServer { addr, source }),
-            Err(join_error) => Err(DispatcherError::HealthServer {
-                addr,
-                source: std::io::Error::other(join_error),
-            }),
-        }
+            result
+        };
+        let (served, worked) = tokio::join!(server, work);
+        worked?;
+        served.map_err(|source| DispatcherError::HealthServer { addr, source })
     }
 
     fn delivery_loop(&self) -> Result<DeliveryLoop, DispatcherError> {

@@ -3,9 +3,9 @@
 //!
 //! The receiver is an axum server on `127.0.0.1:0`. Knobs: a queue of statuses answered to the
 //! next requests (e.g. `500` then `200`), the status once the queue is empty (default `200`), and a
-//! delay before answering. It records every answered request (method, path, headers including
-//! `Authorization`, body) with the status it got. A request whose client goes away during the delay
-//! is not recorded: the record is what the backend *accepted or refused*, not what was attempted.
+//! delay before answering. It records every request on arrival (method, path, headers including
+//! `Authorization`, body) with the status it is going to get, like a real backend that processes a
+//! request even when the client goes away before the answer (which is how duplicates arise).
 //!
 //! Deviations from the real service, on purpose: any path and method is answered, the API key is
 //! recorded but never checked, and the body is not validated (tests assert on it instead). Success
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 /// Path of Lunary's ingestion endpoint.
 pub const LUNARY_INGEST_PATH: &str = "/v1/runs/ingest";
 
-/// One answered request.
+/// One received request.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     /// HTTP method.
@@ -37,7 +37,7 @@ pub struct RecordedRequest {
     pub headers: HeaderMap,
     /// Raw body.
     pub body: Bytes,
-    /// The status the mock answered.
+    /// The status the mock answers (after its delay).
     pub status: StatusCode,
 }
 
@@ -65,7 +65,7 @@ struct Knobs {
 struct Shared {
     knobs: Mutex<Knobs>,
     requests: Mutex<Vec<RecordedRequest>>,
-    answered: watch::Sender<usize>,
+    received: watch::Sender<usize>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,11 +87,11 @@ impl RecordingReceiver {
     pub async fn start(path: &'static str) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let (answered, _) = watch::channel(0);
+        let (received, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             knobs: Mutex::default(),
             requests: Mutex::default(),
-            answered,
+            received,
         });
         let app = Router::new().fallback(record).with_state(shared.clone());
         let server = tokio::spawn(async move {
@@ -130,12 +130,12 @@ impl RecordingReceiver {
         lock(&self.shared.knobs).delay = delay;
     }
 
-    /// Every answered request so far.
+    /// Every received request so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
     }
 
-    /// The answered requests whose status was 2xx.
+    /// The received requests answered (or to be answered) with a 2xx.
     pub fn accepted(&self) -> Vec<RecordedRequest> {
         self.requests()
             .into_iter()
@@ -143,14 +143,14 @@ impl RecordingReceiver {
             .collect()
     }
 
-    /// Waits until at least `count` requests were answered; returns them, or `None` after `timeout`.
+    /// Waits until at least `count` requests were received; returns them, or `None` after `timeout`.
     pub async fn wait_for_requests(
         &self,
         count: usize,
         timeout: Duration,
     ) -> Option<Vec<RecordedRequest>> {
-        let mut answered = self.shared.answered.subscribe();
-        tokio::time::timeout(timeout, answered.wait_for(|seen| *seen >= count))
+        let mut received = self.shared.received.subscribe();
+        tokio::time::timeout(timeout, received.wait_for(|seen| *seen >= count))
             .await
             .ok()?
             .ok()?;
@@ -178,9 +178,6 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request) -> Response
             .unwrap_or(StatusCode::OK);
         (status, knobs.delay)
     };
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
     lock(&shared.requests).push(RecordedRequest {
         method: parts.method,
         path: parts
@@ -192,7 +189,10 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request) -> Response
         body,
         status,
     });
-    shared.answered.send_modify(|answered| *answered += 1);
+    shared.received.send_modify(|received| *received += 1);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let body = if status.is_success() {
         "{}".to_string()
     } else {
