@@ -1,0 +1,112 @@
+use llm_proxy_operator::validate::{self, validate};
+
+use crate::support::{cel_errors, proxy, raw};
+
+/// (spec, the chart's message from `validate`, the message CEL reports).
+fn cases() -> Vec<(&'static str, String, String)> {
+    let same = |m: &str| (m.to_owned(), m.to_owned());
+    let neither_cel = validate::POSTGRES_NEITHER
+        .replace("\n  ", " ")
+        .replace(":\n", ":");
+    let mut cases = Vec::new();
+    let mut add =
+        |spec: &'static str, (message, cel): (String, String)| cases.push((spec, message, cel));
+    add(
+        "autoscaling: {enabled: true, targetCPUUtilizationPercentage: null}",
+        same(validate::AUTOSCALING_NO_TARGETS),
+    );
+    add(
+        "dispatcher: {enabled: true}",
+        same(
+            "Configuration error: Dispatcher requires LLM_PROXY_EVENT_BUS to be 'redis' or 'redis-streams', but it is set to 'in-memory'. Set LLM_PROXY_EVENT_BUS to a supported durable event bus type and configure redis.external.addr.",
+        ),
+    );
+    add(
+        "{env: {LLM_PROXY_EVENT_BUS: redis-streams}, dispatcher: {enabled: true}}",
+        same(
+            "Configuration error: Dispatcher is enabled with LLM_PROXY_EVENT_BUS='redis-streams' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address.",
+        ),
+    );
+    add(
+        "{env: {LLM_PROXY_EVENT_BUS: redis-streams}, redis: {external: {addr: 'r:6379'}}, dispatcher: {enabled: true, service: lunary}}",
+        same(
+            "Configuration error: Dispatcher service 'lunary' requires an API key via existingSecret. Please set dispatcher.apiKey.existingSecret.name",
+        ),
+    );
+    add(
+        "env: {LLM_PROXY_EVENT_BUS: redis}",
+        same(
+            "Configuration error: LLM_PROXY_EVENT_BUS is set to 'redis' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address (e.g., 'redis.example.com:6379') or change LLM_PROXY_EVENT_BUS to 'in-memory' for single-instance deployments.",
+        ),
+    );
+    add(
+        "{env: {DB_DRIVER: postgres}, postgresql: {enabled: true, auth: {password: x}}, secrets: {databaseUrl: {existingSecret: {name: db}}}}",
+        same(validate::POSTGRES_BOTH),
+    );
+    add(
+        "env: {DB_DRIVER: postgres}",
+        (validate::POSTGRES_NEITHER.to_owned(), neither_cel),
+    );
+    add(
+        "{env: {DB_DRIVER: postgres}, postgresql: {enabled: true}}",
+        same(validate::POSTGRES_NO_PASSWORD),
+    );
+    add(
+        "postgresql: {enabled: true, auth: {password: x}}",
+        same(
+            "Configuration error: postgresql.enabled=true but DB_DRIVER is set to 'sqlite'. When using in-cluster PostgreSQL, DB_DRIVER must be set to 'postgres'.",
+        ),
+    );
+    add(
+        "replicaCount: 3",
+        same(
+            "Configuration error: DB_DRIVER is 'sqlite' but the deployment can scale to 3 replicas. SQLite is not supported for multi-pod deployments. Set env.DB_DRIVER to 'mysql' or 'postgres' and configure secrets.databaseUrl / mysql.enabled / postgresql.enabled.",
+        ),
+    );
+    cases
+}
+
+#[test]
+fn validate_reports_each_chart_failure_verbatim() {
+    for (spec, message, _) in cases() {
+        let error = validate(&proxy(spec).spec).expect_err(spec);
+        assert_eq!(error.0, message, "{spec}");
+    }
+}
+
+#[test]
+fn cel_rules_report_each_chart_failure() {
+    for (spec, _, cel_message) in cases() {
+        let errors = cel_errors(&raw(spec));
+        assert!(errors.contains(&cel_message), "{spec}: CEL said {errors:?}");
+    }
+}
+
+#[test]
+fn the_neither_message_keeps_the_charts_line_breaks() {
+    assert!(
+        validate::POSTGRES_NEITHER.contains("Please either:\n  1. Enable in-cluster PostgreSQL")
+    );
+}
+
+#[test]
+fn valid_specs_pass_both_checks() {
+    for spec in [
+        "{}",
+        "{env: {DB_DRIVER: postgres}, postgresql: {enabled: true, auth: {existingSecret: pg}}}",
+        "{env: {DB_DRIVER: postgres}, secrets: {create: true, data: {databaseUrl: 'postgres://x'}}, replicaCount: 3}",
+        "{autoscaling: {enabled: true, maxReplicas: 1}}",
+        "{autoscaling: {enabled: true, maxReplicas: 1, targetCPUUtilizationPercentage: null, targetMemoryUtilizationPercentage: 70}}",
+        "{env: {LLM_PROXY_EVENT_BUS: redis-streams}, redis: {external: {addr: 'r:6379'}}, dispatcher: {enabled: true}}",
+    ] {
+        assert_eq!(validate(&proxy(spec).spec), Ok(()), "{spec}");
+        assert_eq!(cel_errors(&raw(spec)), Vec::<String>::new(), "{spec}");
+    }
+}
+
+#[test]
+fn autoscaling_counts_max_replicas_for_the_sqlite_guard() {
+    let error =
+        validate(&proxy("autoscaling: {enabled: true}").spec).expect_err("sqlite with HPA max 10");
+    assert!(error.0.contains("can scale to 10 replicas"), "{}", error.0);
+}
