@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{any, get};
 use llm_proxy_env as env;
+use llm_proxy_events::EventPublisher;
 use llm_proxy_store::{Store, TokenHash};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -18,6 +19,7 @@ use crate::audit::Audit;
 use crate::breaker::CircuitBreaker;
 use crate::config::ServerConfig;
 use crate::error::ProxyError;
+use crate::events::EventTap;
 use crate::forward::{self, ProxyState};
 use crate::health;
 use crate::manage::{self, CacheInvalidator, ManageState};
@@ -51,14 +53,20 @@ impl CacheInvalidator for ProxyCaches {
     }
 }
 
-/// Builds the application. `breaker` is a parameter so tests can use a short cool-down.
+/// Builds the application. `events` is `None` when observability is off; `breaker` is a parameter
+/// so tests can use a short cool-down.
 pub fn build(
     config: &ServerConfig,
     store: Arc<dyn Store>,
     audit: Audit,
+    events: Option<EventPublisher>,
     breaker: CircuitBreaker,
 ) -> App {
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    if let Some(publisher) = &events {
+        metrics.register_event_bus(publisher.metrics());
+    }
+    let metrics = Arc::new(metrics);
     let (tokens, usage_flusher) = TokenAuthority::new(
         store.clone(),
         TokenSettings {
@@ -90,6 +98,7 @@ pub fn build(
         metrics: metrics.clone(),
         request_timeout: config.request_timeout,
         max_request_size: config.max_request_size,
+        events: events.map(|publisher| EventTap::new(publisher, &config.observability)),
     });
 
     let caches = Arc::new(ProxyCaches {

@@ -16,7 +16,8 @@
 //! 10. the response body is passed through frame by frame, never buffered: SSE chunks reach the client
 //!     as the upstream sends them. If the client goes away the body is dropped, which drops the
 //!     upstream request. [`TrackedBody`] is the tap point after the upstream response: it sees every
-//!     frame and the end (or abort) of the exchange, and records metrics and the request log there.
+//!     frame and the end (or abort) of the exchange, and records metrics, the request log and the
+//!     instrumentation event ([`crate::events`]) there.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use uuid::Uuid;
 use crate::breaker::CircuitBreaker;
 use crate::config::Provider;
 use crate::error::{ErrorCode, ProxyError};
+use crate::events::{EventTap, Recording, RequestFacts};
 use crate::metrics::Metrics;
 use crate::projects::ProjectGate;
 use crate::tokens::TokenAuthority;
@@ -87,6 +89,8 @@ pub struct ProxyState {
     /// Bound on the wait for upstream response headers.
     pub request_timeout: Duration,
     pub max_request_size: u64,
+    /// `None` when `OBSERVABILITY_ENABLED=false`.
+    pub events: Option<EventTap>,
 }
 
 /// What is known about a request before it is forwarded.
@@ -116,14 +120,15 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
 
     if ctx.method == Method::OPTIONS {
         let response = preflight(request.headers(), ctx.origin.as_ref());
-        return finish(&state, &ctx, response, None, in_flight, false);
+        return finish(&state, &ctx, response, None, in_flight, false, None);
     }
     let permit = match &state.limiter {
         Some(limiter) => match limiter.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
                 let response = local_error(&state, &ctx, ProxyError::Overloaded);
-                return finish(&state, &ctx, response, None, in_flight, true);
+                let facts = Some(RequestFacts::default());
+                return finish(&state, &ctx, response, None, in_flight, true, facts);
             }
         },
         None => None,
@@ -132,9 +137,11 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         state.metrics.set_circuit_open(true);
         let response = local_error(&state, &ctx, ProxyError::CircuitOpen);
         // Upstream behaviour: the breaker's 503 carries no CORS headers.
-        return finish(&state, &ctx, response, permit, in_flight, false);
+        let facts = Some(RequestFacts::default());
+        return finish(&state, &ctx, response, permit, in_flight, false, facts);
     }
-    let response = match forward(&state, &ctx, request).await {
+    let mut facts = RequestFacts::default();
+    let response = match forward(&state, &ctx, request, &mut facts).await {
         Ok(response) => {
             state.breaker.record(response.status());
             response
@@ -147,13 +154,14 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         }
     };
     state.metrics.set_circuit_open(state.breaker.is_open());
-    finish(&state, &ctx, response, permit, in_flight, true)
+    finish(&state, &ctx, response, permit, in_flight, true, Some(facts))
 }
 
 async fn forward(
     state: &ProxyState,
     ctx: &RequestContext,
     request: Request,
+    facts: &mut RequestFacts,
 ) -> Result<Response, ProxyError> {
     let provider = &state.provider;
     let (parts, body) = request.into_parts();
@@ -165,8 +173,8 @@ async fn forward(
         return Err(ProxyError::EndpointNotFound);
     }
     let body = read_body(&parts.headers, body, state.max_request_size).await?;
-    // Kept for the event tap of issue #3: the body is parsed at most once.
-    let _parsed_body = check_params(provider, &parts.method, &parts.headers, &body)?;
+    facts.body = body.clone();
+    check_params(provider, &parts.method, &parts.headers, &body)?;
     check_origin(provider, &parts.headers)?;
 
     let authorization = parts
@@ -174,6 +182,8 @@ async fn forward(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let token = state.tokens.admit(authorization).await?;
+    facts.project_id = Some(token.project_id.clone());
+    facts.token_id = Some(token.id.to_string());
     state.projects.ensure_active(&token.project_id).await?;
     let key = state.projects.provider_key(&token.project_id).await?;
 
@@ -236,7 +246,8 @@ fn local_error(state: &ProxyState, ctx: &RequestContext, err: ProxyError) -> Res
     err.into_response()
 }
 
-/// Adds the proxy's own headers and wraps the body so its end is observed.
+/// Adds the proxy's own headers and wraps the body so its end is observed. `facts` is `None` for
+/// responses that publish no event (CORS preflight).
 fn finish(
     state: &Arc<ProxyState>,
     ctx: &RequestContext,
@@ -244,6 +255,7 @@ fn finish(
     permit: Option<OwnedSemaphorePermit>,
     in_flight: InFlight,
     cors: bool,
+    facts: Option<RequestFacts>,
 ) -> Response {
     let headers = response.headers_mut();
     if let Ok(id) = HeaderValue::try_from(ctx.id.to_string()) {
@@ -266,6 +278,17 @@ fn finish(
     }
     let status = response.status();
     let error_code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    let recording = match (&state.events, facts) {
+        (Some(tap), Some(facts)) => Some(tap.record(
+            ctx.id,
+            &ctx.method,
+            &ctx.path,
+            facts,
+            status,
+            response.headers(),
+        )),
+        _ => None,
+    };
     response.map(|inner| {
         Body::new(TrackedBody {
             inner,
@@ -279,6 +302,7 @@ fn finish(
                 error_code,
                 started: ctx.started,
                 bytes: 0,
+                recording,
                 _permit: permit,
                 _in_flight: in_flight,
             }),
@@ -382,7 +406,7 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Applies the param whitelist to POSTed JSON; returns the parsed body when it was parsed.
+/// Applies the param whitelist to POSTed JSON.
 ///
 /// Unlike upstream, `application/json; charset=utf-8` is JSON too (otherwise a parameter would
 /// bypass the whitelist), and a JSON body that is not an object is refused rather than waved through.
@@ -391,9 +415,9 @@ fn check_params(
     method: &Method,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Option<serde_json::Value>, ProxyError> {
+) -> Result<(), ProxyError> {
     if provider.param_whitelist.is_empty() || method != Method::POST || !is_json(headers) {
-        return Ok(None);
+        return Ok(());
     }
     let parsed: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| ProxyError::InvalidJson)?;
@@ -417,7 +441,7 @@ fn check_params(
             });
         }
     }
-    Ok(Some(parsed))
+    Ok(())
 }
 
 fn check_origin(provider: &Provider, headers: &HeaderMap) -> Result<(), ProxyError> {
@@ -554,6 +578,7 @@ struct Exchange {
     error_code: Option<&'static str>,
     started: Instant,
     bytes: u64,
+    recording: Option<Recording>,
     _permit: Option<OwnedSemaphorePermit>,
     _in_flight: InFlight,
 }
@@ -568,6 +593,9 @@ enum Outcome {
 impl Exchange {
     fn end(self, outcome: Outcome) {
         let duration = self.started.elapsed();
+        if let Some(recording) = self.recording {
+            recording.publish(duration, matches!(outcome, Outcome::ClientGone));
+        }
         self.metrics.record_response(
             self.method.as_str(),
             &self.route,
@@ -605,9 +633,11 @@ impl http_body::Body for TrackedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
-                if let Some(exchange) = self.exchange.as_mut() {
-                    exchange.bytes += len;
+                if let (Some(data), Some(exchange)) = (frame.data_ref(), self.exchange.as_mut()) {
+                    exchange.bytes += data.len() as u64;
+                    if let Some(recording) = exchange.recording.as_mut() {
+                        recording.observe(data);
+                    }
                 }
             }
             Poll::Ready(Some(Err(_))) => {

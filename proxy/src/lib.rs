@@ -2,7 +2,7 @@
 //!
 //! Modules: [`config`] (environment and provider file, parsed once), [`app`] (router and state),
 //! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission), [`upstream`] (the pooled
-//! client), [`breaker`], [`error`] (the `/v1` error mapping), [`health`], [`metrics`], [`logging`],
+//! client), [`breaker`], [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`server`] (listener and shutdown) and [`secret`].
 
 pub mod app;
@@ -10,6 +10,7 @@ pub mod audit;
 pub mod breaker;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod forward;
 pub mod health;
 pub mod logging;

@@ -63,7 +63,8 @@ pub struct Summary {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("llm_proxy");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("llm_proxy");
         let requests = Family::<RequestLabels, Counter>::default();
         let errors = Family::<CodeLabels, Counter>::default();
         let token_rejections = Family::<ReasonLabels, Counter>::default();
@@ -128,7 +129,7 @@ impl Metrics {
         );
         Self {
             started: Instant::now(),
-            registry,
+            registry: root,
             requests,
             errors,
             token_rejections,
@@ -141,6 +142,11 @@ impl Metrics {
             request_count,
             error_count,
         }
+    }
+
+    /// Adds the event bus counters (`llm_proxy_event_bus_*`).
+    pub fn register_event_bus(&mut self, bus: &llm_proxy_events::PublisherMetrics) {
+        bus.register(&mut self.registry);
     }
 
     /// Records a finished `/v1` response.

@@ -5,17 +5,21 @@
 //! `SHUTDOWN_TIMEOUT` has passed.
 
 use axum::serve::ListenerExt;
+use llm_proxy_events::{EventPublisher, PUBLISHER_REDIS_TIMEOUT, RedisSettings, StreamTarget};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::audit::{Audit, AuditError};
 use crate::breaker::CircuitBreaker;
-use crate::config::ServerConfig;
+use crate::config::{EventBusKind, ServerConfig};
 
 /// Longest wait for the last usage flush at exit (connections cut by the shutdown timeout may
 /// still hold the queue open).
 const USAGE_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest wait for queued instrumentation events to reach Redis at exit.
+const EVENT_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,8 @@ pub enum ServerError {
     Store(#[from] llm_proxy_store::StoreError),
     #[error("audit: {0}")]
     Audit(#[from] AuditError),
+    #[error("event bus: {0}")]
+    EventBus(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -37,6 +43,11 @@ pub enum ServerError {
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = llm_proxy_store::connect(&config.store).await?;
     let audit = Audit::start(&config.audit, store.clone()).await?;
+    let events = if config.observability.enabled {
+        Some(event_publisher(&config)?)
+    } else {
+        None
+    };
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -49,7 +60,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         caches,
         usage_flusher,
         ..
-    } = app::build(&config, store.clone(), audit, CircuitBreaker::default());
+    } = app::build(
+        &config,
+        store.clone(),
+        audit,
+        events.clone(),
+        CircuitBreaker::default(),
+    );
     // Only the router (through /v1 and the management API's invalidator) may keep the data path's
     // state alive, so the usage queue closes with it.
     drop(caches);
@@ -95,9 +112,32 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         Ok(Err(err)) => tracing::warn!(error = %err, "usage flusher ended abnormally"),
         Err(_) => tracing::warn!("usage flusher did not finish; some usage counts may be lost"),
     }
+    if let Some(events) = &events {
+        events.shutdown(EVENT_FLUSH_GRACE).await;
+    }
     match result {
         Ok(serve_result) => serve_result.map_err(ServerError::Serve),
         Err(join_error) => Err(ServerError::Serve(std::io::Error::other(join_error))),
+    }
+}
+
+/// The bus selected by `LLM_PROXY_EVENT_BUS`, holding up to `OBSERVABILITY_BUFFER_SIZE` events.
+fn event_publisher(config: &ServerConfig) -> Result<EventPublisher, ServerError> {
+    let buffer = config.observability.buffer_size;
+    match config.event_bus {
+        EventBusKind::InMemory => Ok(EventPublisher::in_memory(buffer)),
+        EventBusKind::RedisStreams => {
+            let settings =
+                RedisSettings::from_env().map_err(|e| ServerError::EventBus(e.to_string()))?;
+            let connection = settings
+                .connection_manager(PUBLISHER_REDIS_TIMEOUT)
+                .map_err(|e| ServerError::EventBus(e.to_string()))?;
+            let target = StreamTarget {
+                stream_key: config.redis.stream_key.clone(),
+                max_len: config.redis.stream_max_len,
+            };
+            Ok(EventPublisher::redis_streams(connection, target, buffer))
+        }
     }
 }
 

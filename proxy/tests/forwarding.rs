@@ -738,3 +738,84 @@ async fn metrics_can_be_switched_off() {
         .await;
     reply.assert_error(404, "not_found");
 }
+
+#[tokio::test]
+async fn each_exchange_publishes_an_instrumentation_event() {
+    let h = Harness::start().await;
+    let mut events = h.events.subscribe().unwrap();
+    let token = h.token(None, None).await;
+    let reply = h.chat(&token, CHAT_BODY).await;
+    assert_eq!(reply.status, 200);
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        event.request_id,
+        reply.headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(
+        (event.method.as_str(), event.path.as_str(), event.status),
+        ("POST", "/v1/chat/completions", 200)
+    );
+    assert_eq!(event.request_body, CHAT_BODY.as_bytes());
+    assert_eq!(
+        event.response_body,
+        llm_proxy_mocks::openai::chat_completion().as_bytes()
+    );
+    assert_eq!(event.project_id.as_deref(), Some(h.project.id.as_str()));
+    assert!(event.token_id.is_some());
+    assert!(!event.streaming && !event.client_aborted && !event.truncated);
+    assert!(event.duration > Duration::ZERO);
+
+    h.chat("sk-bad", CHAT_BODY)
+        .await
+        .assert_error(401, "invalid_token");
+    let refused = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused.status, 401);
+    assert!(refused.project_id.is_none());
+}
+
+#[tokio::test]
+async fn an_aborted_stream_publishes_what_was_seen() {
+    let h = Harness::start().await;
+    let mut events = h.events.subscribe().unwrap();
+    h.mock.set_behaviour(Behaviour {
+        stream_chunks: 50,
+        chunk_interval: Duration::from_millis(100),
+        ..Behaviour::default()
+    });
+    let token = h.token(None, None).await;
+    let response = h
+        .client
+        .request(
+            Request::post(h.url("/v1/chat/completions"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(body(CHAT_STREAM_BODY))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut stream = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let first = first.into_data().unwrap();
+    drop(stream);
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(event.streaming && event.client_aborted);
+    assert!(
+        event.response_body.starts_with(&first),
+        "the captured body holds what was seen"
+    );
+    assert!(event.response_body.len() < 50 * first.len());
+}

@@ -21,6 +21,7 @@ use llm_proxy::breaker::CircuitBreaker;
 use llm_proxy::config::ServerConfig;
 use llm_proxy::metrics::Metrics;
 use llm_proxy_env as env;
+use llm_proxy_events::EventPublisher;
 use llm_proxy_mocks::openai::MockOpenAi;
 use llm_proxy_store::{NewProject, NewToken, Project, ProviderKey, Store};
 
@@ -67,6 +68,8 @@ pub struct Harness {
     pub store: Arc<dyn Store>,
     pub caches: Arc<ProxyCaches>,
     pub metrics: Arc<Metrics>,
+    /// The in-memory event bus of the data path.
+    pub events: EventPublisher,
     pub project: Project,
     pub client: Client<HttpConnector, Full<Bytes>>,
     server: tokio::task::JoinHandle<()>,
@@ -129,7 +132,14 @@ impl Harness {
         .unwrap();
         let store = llm_proxy_store::connect(&config.store).await.unwrap();
         let audit = Audit::start(&config.audit, store.clone()).await.unwrap();
-        let app = app::build(&config, store.clone(), audit, options.breaker);
+        let events = EventPublisher::in_memory(config.observability.buffer_size);
+        let app = app::build(
+            &config,
+            store.clone(),
+            audit,
+            Some(events.clone()),
+            options.breaker,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = app.router;
@@ -150,6 +160,7 @@ impl Harness {
             store,
             caches: app.caches,
             metrics: app.metrics,
+            events,
             project,
             client: http_client(),
             server,
