@@ -193,7 +193,7 @@ operator_and_chart_agree() {
 
 argocd_applications() {
     assert_render config/argocd/operator-application.yaml \
-        "find('Application')['metadata']['annotations']['argocd.argoproj.io/sync-wave'] == '-1' and 'ServerSideApply=true' in find('Application')['spec']['syncPolicy']['syncOptions'] and find('Application')['spec']['source']['path'] == 'charts/llm-proxy-operator'" &&
+        "find('Application')['metadata']['annotations']['argocd.argoproj.io/sync-wave'] == '-1' and find('Application')['metadata']['annotations']['argocd.argoproj.io/compare-options'] == 'ServerSideDiff=true' and 'ServerSideApply=true' in find('Application')['spec']['syncPolicy']['syncOptions'] and find('Application')['spec']['source']['path'] == 'charts/llm-proxy-operator'" &&
     assert_render config/argocd/llmproxy-samples-application.yaml \
         "find('Application')['metadata']['annotations']['argocd.argoproj.io/sync-wave'] == '1' and {'ServerSideApply=true', 'SkipDryRunOnMissingResource=true'} <= set(find('Application')['spec']['syncPolicy']['syncOptions']) and find('Application')['spec']['source']['path'] == 'config/samples'"
 }
