@@ -28,7 +28,7 @@ pub const PROVIDER_KEY: &str = "sk-provider-secret-0123456789abcdef";
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new() -> Self {
+    fn new() -> Self {
         let path = std::env::temp_dir().join(format!("llm-proxy-manage-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
@@ -814,6 +814,7 @@ async fn audit_log_is_written_filtered_and_paginated() {
     )
     .await;
     h.call(Method::GET, "/manage/projects/missing", None).await;
+    // Three authorised listings plus the denied one above: four `project.list` events.
     for _ in 0..3 {
         h.call(Method::GET, "/manage/projects", None).await;
     }
@@ -851,7 +852,7 @@ async fn audit_log_is_written_filtered_and_paginated() {
     let page = h
         .call(
             Method::GET,
-            "/manage/audit?action=project.list&page=2&page_size=2",
+            "/manage/audit?action=project.list&page=2&page_size=3",
             None,
         )
         .await
@@ -859,7 +860,7 @@ async fn audit_log_is_written_filtered_and_paginated() {
     assert_eq!(page["events"].as_array().unwrap().len(), 1);
     assert_eq!(
         page["pagination"],
-        json!({"page": 2, "page_size": 2, "total_count": 3, "total_pages": 2, "has_next": false, "has_prev": true})
+        json!({"page": 2, "page_size": 3, "total_count": 4, "total_pages": 2, "has_next": false, "has_prev": true})
     );
 
     let id = event["id"].as_str().unwrap();
