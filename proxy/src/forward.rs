@@ -14,11 +14,12 @@
 //! 9. upstream through the one pooled client; `REQUEST_TIMEOUT` bounds the wait for response headers
 //!    (504), transport errors are 502;
 //! 10. the response body is passed through frame by frame, never buffered: SSE chunks reach the client
-//!     as the upstream sends them. If the client goes away the body is dropped, which drops the
+//!     as the upstream sends them; a body idle for `REQUEST_TIMEOUT` is ended with an error. If the client goes away the body is dropped, which drops the
 //!     upstream request. [`TrackedBody`] is the tap point after the upstream response: it sees every
 //!     frame and the end (or abort) of the exchange, and records metrics, the request log and the
 //!     instrumentation event ([`crate::events`]) there.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -306,6 +307,7 @@ fn finish(
                 _permit: permit,
                 _in_flight: in_flight,
             }),
+            idle: IdleTimer::new(state.request_timeout),
         })
     })
 }
@@ -587,6 +589,7 @@ struct Exchange {
 enum Outcome {
     Complete,
     UpstreamFailed,
+    UpstreamIdle,
     ClientGone,
 }
 
@@ -617,9 +620,33 @@ impl Exchange {
 }
 
 /// The response body: frames pass through untouched; the exchange is recorded at its end.
+///
+/// A body that produces nothing for `REQUEST_TIMEOUT` (an upstream that stalls mid-stream) is ended
+/// with an error, so a stuck upstream cannot hold a connection forever; an upstream that keeps
+/// sending is never cut, however long the stream lasts.
 struct TrackedBody {
     inner: Body,
     exchange: Option<Exchange>,
+    idle: IdleTimer,
+}
+
+struct IdleTimer {
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimer {
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    fn restart(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.limit;
+        self.sleep.as_mut().reset(deadline);
+    }
 }
 
 impl http_body::Body for TrackedBody {
@@ -631,6 +658,20 @@ impl http_body::Body for TrackedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_pending() {
+            if self.exchange.is_some() && self.idle.sleep.as_mut().poll(cx).is_ready() {
+                if let Some(exchange) = self.exchange.take() {
+                    exchange.end(Outcome::UpstreamIdle);
+                }
+                let stalled = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "upstream sent nothing within REQUEST_TIMEOUT",
+                );
+                return Poll::Ready(Some(Err(axum::Error::new(stalled))));
+            }
+            return Poll::Pending;
+        }
+        self.idle.restart();
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(exchange)) = (frame.data_ref(), self.exchange.as_mut()) {

@@ -819,3 +819,44 @@ async fn an_aborted_stream_publishes_what_was_seen() {
     );
     assert!(event.response_body.len() < 50 * first.len());
 }
+
+#[tokio::test]
+async fn a_stream_that_stalls_longer_than_the_request_timeout_is_ended() {
+    let h = Harness::with(Options {
+        env: vec![(env::REQUEST_TIMEOUT, "300ms".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    h.mock.set_behaviour(Behaviour {
+        stream_chunks: 3,
+        chunk_interval: Duration::from_secs(3),
+        ..Behaviour::default()
+    });
+    let token = h.token(None, None).await;
+    let response = h
+        .client
+        .request(
+            Request::post(h.url("/v1/chat/completions"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(body(CHAT_STREAM_BODY))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let collected = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+        .await
+        .unwrap();
+    assert!(
+        collected.is_err(),
+        "a stalled stream ends with an error, not a clean end"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        h.mock
+            .wait_until(Duration::from_secs(5), |m| m.abandoned_requests()
+                == vec![0])
+            .await
+    );
+}
