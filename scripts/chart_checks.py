@@ -5,6 +5,9 @@
   rbac RULES_JSON CLUSTER_RENDER NAMESPACED_RENDER
                                    the rendered ClusterRole/Role rules equal rbac-rules.json, for a cluster-wide
                                    render and for a render with watchNamespaces (leader election on in both)
+  rbac-operator RULES_JSON RBAC_RS  rbac-rules.json lists exactly the rules of the operator's required_rbac()
+                                   (operator/src/rbac.rs, read as text: `child("group", "resource")` calls
+                                   with CHILD_VERBS and `RbacRule { api_group, resource, verbs }` literals)
   versions REPO_ROOT               chart versions, appVersions, default image tags, the Dockerfiles' VERSION and the
                                    workspace version agree
   dashboard-metrics REPO_ROOT       every llm_proxy_* metric of charts/llm-proxy/dashboards/llm-proxy.json is
@@ -108,6 +111,32 @@ def rbac(rules_json, cluster_render, namespaced_render):
     for line in failures:
         print(line)
     return 1 if failures else 0
+
+
+def rbac_operator(rules_json, rbac_rs):
+    with open(rules_json, encoding="utf-8") as handle:
+        chart = {(r["apiGroup"], r["resource"], tuple(sorted(r["verbs"]))) for r in json.load(handle)["rules"]}
+    source = pathlib.Path(rbac_rs).read_text(encoding="utf-8")
+    verb_list = lambda text: tuple(sorted(re.findall(r'"([a-z]+)"', text)))  # noqa: E731
+    child_verbs = re.search(r"const CHILD_VERBS[^=]*=\s*&\[([^\]]*)\]", source)
+    operator = set()
+    for group, resource in re.findall(r'child\(\s*"([^"]*)"\s*,\s*"([^"]+)"\s*\)', source):
+        if not child_verbs:
+            print(f"  {rbac_rs}: child(...) rules but no CHILD_VERBS")
+            return 1
+        operator.add((group, resource, verb_list(child_verbs.group(1))))
+    for group, resource, verbs in re.findall(
+        r'RbacRule\s*\{\s*api_group:\s*"([^"]*)"\s*,\s*resource:\s*"([^"]+)"\s*,\s*verbs:\s*&\[([^\]]*)\]', source
+    ):
+        operator.add((group, resource, verb_list(verbs)))
+    if not operator:
+        print(f"  found no rule in {rbac_rs}")
+        return 1
+    for rule in sorted(operator - chart):
+        print(f"  operator needs {rule}, rbac-rules.json lacks it")
+    for rule in sorted(chart - operator):
+        print(f"  rbac-rules.json grants {rule}, the operator's required_rbac() does not list it")
+    return 0 if operator == chart else 1
 
 
 def versions(repo_root):
@@ -239,6 +268,7 @@ def main(argv):
         "assert": (assert_render, 2),
         "values-docs": (values_docs, 1),
         "rbac": (rbac, 3),
+        "rbac-operator": (rbac_operator, 2),
         "versions": (versions, 1),
         "dashboard-metrics": (dashboard_metrics, 1),
         "spec-parity": (spec_parity, 1),

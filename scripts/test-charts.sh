@@ -212,6 +212,8 @@ check "operator chart: args, leader election, per-namespace RBAC, optional objec
 check "operator chart: values.schema.json rejects invalid values" schema_rejects
 check "RBAC: rendered rules equal charts/llm-proxy-operator/rbac-rules.json" \
     "$PYTHON" scripts/chart_checks.py rbac "$OPERATOR_CHART/rbac-rules.json" "$WORK/first/operator/operator-full.yaml" "$WORK/first/operator/operator-namespaced.yaml"
+check "RBAC: rbac-rules.json equals the operator's required_rbac() (operator/src/rbac.rs)" \
+    "$PYTHON" scripts/chart_checks.py rbac-operator "$OPERATOR_CHART/rbac-rules.json" operator/src/rbac.rs
 check "README value tables list every value (both charts)" values_documented
 check "Grafana dashboard queries only metrics the proxy registers" "$PYTHON" scripts/chart_checks.py dashboard-metrics .
 check "versions agree (workspace, Chart.yaml, image tags, Dockerfiles)" "$PYTHON" scripts/chart_checks.py versions .
