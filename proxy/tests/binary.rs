@@ -340,3 +340,39 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn text_logs_are_human_text_in_the_log_file() {
+    let dir = TempDir::new();
+    let log_file = dir.0.join("proxy.log");
+    let mut command = base_command(&dir);
+    command
+        .env(env::LOG_FORMAT, "text")
+        .env(env::LOG_FILE, &log_file);
+    let mut child = command.spawn().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log_file).unwrap_or_default();
+        if text.contains("llm-proxy listening") {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no start-up line in {log_file:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("llm-proxy listening"))
+        .unwrap();
+    assert!(
+        !line.trim_start().starts_with('{'),
+        "text format wrote JSON: {line}"
+    );
+    assert!(
+        line.contains("INFO") && line.contains("addr=127.0.0.1:"),
+        "{line}"
+    );
+}

@@ -281,3 +281,24 @@ async fn token_errors_never_echo_the_token() {
     reply.assert_error(401, "token_not_found");
     assert!(!String::from_utf8_lossy(&reply.body).contains(&unknown));
 }
+
+#[tokio::test]
+async fn a_project_without_a_usable_key_is_503_upstream_auth_error() {
+    let h = Harness::start().await;
+    let project = h
+        .store
+        .create_project(llm_proxy_store::NewProject {
+            name: "keyless".into(),
+            api_key: llm_proxy_store::ProviderKey::new(""),
+        })
+        .await
+        .unwrap();
+    let token = common::issue_token(h.store.as_ref(), &project.id, None, None).await;
+    let reply = h.chat(&token, CHAT_BODY).await;
+    reply.assert_error(503, "upstream_auth_error");
+    assert_eq!(
+        reply.json()["description"],
+        "failed to load upstream API key"
+    );
+    assert!(h.mock.requests().is_empty());
+}
