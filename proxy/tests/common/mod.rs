@@ -110,6 +110,10 @@ impl Harness {
                 env::API_CONFIG_PATH.into(),
                 dir.0.join("absent.yaml").display().to_string(),
             ),
+            (
+                env::AUDIT_LOG_FILE.into(),
+                dir.0.join("audit.log").display().to_string(),
+            ),
         ];
         if let Some(yaml) = &options.providers_yaml {
             let path = dir.0.join("providers.yaml");
