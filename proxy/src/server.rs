@@ -83,8 +83,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             tracing::warn!(error = %err, "cannot set TCP_NODELAY");
         }
     });
-    let serve =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let serve = axum::serve(
+        listener,
+        // Connect info gives the management API's audit records the client address.
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { serve.await });
 
     let stopped_early = tokio::select! {

@@ -243,7 +243,21 @@ async fn logs_never_contain_tokens_or_keys() {
             .unwrap(),
     )
     .await;
-    assert!(manage.status.as_u16() < 500);
+    assert_eq!(manage.status, 200);
+    let audit_log = dir.0.join("audit.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = std::fs::read_to_string(&audit_log).unwrap_or_default();
+        if audit.contains("project.list") {
+            assert!(audit.contains("\"client_ip\":\"127.0.0.1\""), "{audit}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no audit record of the management call"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut logs = running.logs.clone();
     let all = tokio::time::timeout(
         Duration::from_secs(5),
