@@ -50,9 +50,29 @@ fn config(
     consumer: &str,
     batch_size: u64,
 ) -> DispatcherConfig {
+    config_with(
+        "redis-streams",
+        &redis_url(),
+        service,
+        endpoint,
+        stream,
+        consumer,
+        batch_size,
+    )
+}
+
+fn config_with(
+    bus: &str,
+    redis: &str,
+    service: Service,
+    endpoint: &str,
+    stream: &str,
+    consumer: &str,
+    batch_size: u64,
+) -> DispatcherConfig {
     let vars: HashMap<&str, String> = HashMap::from([
-        (env::LLM_PROXY_EVENT_BUS, "redis-streams".to_string()),
-        (env::REDIS_URL, redis_url()),
+        (env::LLM_PROXY_EVENT_BUS, bus.to_string()),
+        (env::REDIS_URL, redis.to_string()),
         (env::REDIS_STREAM_KEY, stream.to_string()),
         (env::REDIS_CONSUMER_NAME, consumer.to_string()),
         (env::REDIS_STREAM_BLOCK_TIME, "100ms".to_string()),
@@ -498,10 +518,87 @@ async fn a_killed_dispatcher_loses_nothing_and_redeliveries_are_counted() {
 
 /// A GET with hyper, returning the body as text.
 async fn http_get(url: &str) -> String {
+    http_get_status(url).await.1
+}
+
+/// A GET with hyper, returning the status and the body as text.
+async fn http_get_status(url: &str) -> (u16, String) {
     use http_body_util::BodyExt as _;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let response = client.get(url.parse().unwrap()).await.unwrap();
+    let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(body.to_vec()).unwrap()
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn ready_is_503_while_redis_is_unreachable_and_health_stays_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("redis://127.0.0.1:{port}/");
+    let config = config_with(
+        "redis-streams",
+        &unreachable,
+        Service::File,
+        "/tmp/unused.jsonl",
+        "s",
+        "d1",
+        10,
+    );
+    let running = start(config).await;
+    wait_until("a failed Redis operation", || {
+        running.metrics.redis_errors.get() >= 1
+    })
+    .await;
+    assert_eq!(
+        http_get_status(&format!("{}/health", running.health_url))
+            .await
+            .0,
+        200
+    );
+    let (status, body) = http_get_status(&format!("{}/ready", running.health_url)).await;
+    assert_eq!(status, 503, "{body}");
+    let started = std::time::Instant::now();
+    running.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn in_memory_bus_only_serves_health_with_the_file_service() {
+    let config = config_with(
+        "in-memory",
+        &redis_url(),
+        Service::File,
+        "/tmp/unused.jsonl",
+        "s",
+        "d1",
+        10,
+    );
+    let running = start(config).await;
+    let (status, _) = http_get_status(&format!("{}/ready", running.health_url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(running.metrics.received.get(), 0);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_while_the_backend_keeps_failing_and_leaves_entries_pending() {
+    let lunary = MockLunary::start().await.unwrap();
+    lunary.set_default_status(503);
+    let stream = unique_key("shutdown");
+    let running = start(config(Service::Lunary, &lunary.url(), &stream, "d1", 100)).await;
+    publish(&stream, [chat_event("s1", "x")]).await;
+    wait_until("retries", || running.metrics.retries.get() >= 2).await;
+    let started = std::time::Instant::now();
+    running.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        pending(&stream).await,
+        1,
+        "the undelivered event stays pending for the next dispatcher"
+    );
 }

@@ -313,7 +313,10 @@ impl StreamWriter {
     /// Retries with capped exponential backoff until Redis accepts the batch; the queue meanwhile
     /// holds new events up to its bound.
     async fn write_until_accepted(&mut self, batch: &[InstrumentationEvent]) {
-        let pipeline = self.build_pipeline(batch);
+        let (pipeline, count) = self.build_pipeline(batch);
+        if count == 0 {
+            return;
+        }
         let mut backoff = RETRY_INITIAL_BACKOFF;
         loop {
             match pipeline.query_async::<()>(&mut self.connection).await {
@@ -322,7 +325,7 @@ impl StreamWriter {
                         tracing::info!("event bus: Redis reachable again");
                     }
                     self.metrics.connected.set(1);
-                    self.metrics.written.inc_by(batch.len() as u64);
+                    self.metrics.written.inc_by(count);
                     return;
                 }
                 Err(error) => {
@@ -338,17 +341,26 @@ impl StreamWriter {
         }
     }
 
-    fn build_pipeline(&self, batch: &[InstrumentationEvent]) -> redis::Pipeline {
+    /// The XADDs of `batch`, and how many events they hold.
+    fn build_pipeline(&self, batch: &[InstrumentationEvent]) -> (redis::Pipeline, u64) {
         let mut pipeline = redis::pipe();
+        let mut count = 0;
         for event in batch {
+            let json = match serde_json::to_string(event) {
+                Ok(json) => json,
+                Err(error) => {
+                    self.metrics.dropped.inc();
+                    tracing::warn!(error = %error, "dropping an event that cannot be serialized");
+                    continue;
+                }
+            };
             let command = pipeline.cmd("XADD").arg(&self.target.stream_key);
             if self.target.max_len > 0 {
                 command.arg("MAXLEN").arg("~").arg(self.target.max_len);
             }
-            // Serializing a struct of strings, numbers and maps cannot fail.
-            let json = serde_json::to_string(event).unwrap_or_default();
             command.arg("*").arg("data").arg(json).ignore();
+            count += 1;
         }
-        pipeline
+        (pipeline, count)
     }
 }
