@@ -31,6 +31,8 @@
 //!   deletion is immediate. DELETE of a collection is not supported.
 //! - A CRD is Established the moment it is created; deleting it deletes its objects at once. Objects of
 //!   a CRD are stored once per group and resource, whatever the version (no conversion).
+//! - `metadata.generation` is kept for every kind (a real server leaves it unset on ConfigMaps,
+//!   Secrets and other kinds without a spec).
 //! - core/v1 Events and events.k8s.io/v1 Events are separate stores (a real server shares them).
 //! - `dryRun` is rejected with 400 rather than emulated. Only the `status` subresource exists.
 //! - Namespaces `default` and `kube-system` exist at start; namespaced objects need an existing namespace.

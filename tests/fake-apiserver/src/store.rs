@@ -72,6 +72,7 @@ pub struct Store {
     objects: BTreeMap<ObjectKey, Value>,
     resource_version: u64,
     history: VecDeque<Arc<ChangeEvent>>,
+    history_limit: usize,
     live: broadcast::Sender<Arc<ChangeEvent>>,
 }
 
@@ -145,6 +146,7 @@ impl Store {
             objects: BTreeMap::new(),
             resource_version: 0,
             history: VecDeque::new(),
+            history_limit: HISTORY_LIMIT,
             live,
         };
         if let Some(namespaces) = store.registry.lookup("", "v1", "namespaces").cloned() {
@@ -233,7 +235,7 @@ impl Store {
             previous,
         });
         self.history.push_back(Arc::clone(&event));
-        while self.history.len() > HISTORY_LIMIT {
+        while self.history.len() > self.history_limit {
             self.history.pop_front();
         }
         // No receivers is fine: nobody is watching.
@@ -836,4 +838,80 @@ fn crd_established_status(crd: &Value) -> Value {
             .map(|versions| versions.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).filter_map(|v| v.get("name").cloned()).collect::<Vec<_>>())
             .unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_maps(store: &Store) -> ResourceInfo {
+        store
+            .registry
+            .lookup("", "v1", "configmaps")
+            .cloned()
+            .unwrap()
+    }
+
+    const TEST: Writer<'static> = Writer {
+        manager: "test",
+        subresource: None,
+    };
+
+    #[test]
+    fn watches_resuming_before_the_retained_history_are_expired() {
+        let mut store = Store::new();
+        store.history_limit = 2;
+        let info = config_maps(&store);
+        let start = store.current_resource_version();
+        for name in ["a", "b", "c"] {
+            store
+                .create(
+                    &info,
+                    Some("default"),
+                    json!({"metadata": {"name": name}}),
+                    TEST,
+                )
+                .unwrap();
+        }
+        assert!(
+            store.history_since(start).is_none(),
+            "the change after `start` was dropped"
+        );
+        let recent = store.history_since(start + 1).unwrap();
+        assert_eq!(recent.len(), 2);
+        assert!(
+            store
+                .history_since(store.current_resource_version())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_no_op_write_keeps_the_resource_version() {
+        let mut store = Store::new();
+        let info = config_maps(&store);
+        let created = store
+            .create(
+                &info,
+                Some("default"),
+                json!({"metadata": {"name": "a"}, "data": {"k": "v"}}),
+                TEST,
+            )
+            .unwrap();
+        let (same, changed) = store
+            .patch(
+                &info,
+                Some("default"),
+                "a",
+                PatchBody::Merge(json!({"data": {"k": "v"}})),
+                TEST,
+            )
+            .unwrap();
+        assert!(!changed);
+        assert_eq!(
+            same.pointer("/metadata/resourceVersion"),
+            created.pointer("/metadata/resourceVersion")
+        );
+    }
 }

@@ -497,6 +497,20 @@ async fn leadership_moves_to_the_standby_when_the_leader_stops() {
         "the standby does not take a held lease"
     );
 
+    let reporters = |server: &fake_kube_apiserver::FakeApiServer| -> Vec<String> {
+        server
+            .list::<Event>()
+            .into_iter()
+            .filter_map(|event| event.reporting_instance)
+            .collect()
+    };
+    let before_handover = reporters(&h.server);
+    assert!(!before_handover.is_empty());
+    assert!(
+        before_handover.iter().all(|instance| instance == "first"),
+        "only the leader writes: {before_handover:?}"
+    );
+
     first.stop().await.unwrap();
     h.wait_for("the standby to take over", |server| {
         holder(server).as_deref() == Some("second")
