@@ -99,6 +99,7 @@ pub fn build(
         request_timeout: config.request_timeout,
         max_request_size: config.max_request_size,
         events: events.map(|publisher| EventTap::new(publisher, &config.observability)),
+        audit: audit.clone(),
     });
 
     let caches = Arc::new(ProxyCaches {

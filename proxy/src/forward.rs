@@ -20,13 +20,14 @@
 //!     instrumentation event ([`crate::events`]) there.
 
 use std::future::Future as _;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
@@ -34,9 +35,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Full, Limited};
+use llm_proxy_store::AuditOutcome;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use crate::audit::{self, Action, Actor, Audit};
 use crate::breaker::CircuitBreaker;
 use crate::config::Provider;
 use crate::error::{ErrorCode, ProxyError};
@@ -92,6 +95,7 @@ pub struct ProxyState {
     pub max_request_size: u64,
     /// `None` when `OBSERVABILITY_ENABLED=false`.
     pub events: Option<EventTap>,
+    pub audit: Audit,
 }
 
 /// What is known about a request before it is forwarded.
@@ -103,6 +107,7 @@ struct RequestContext {
     path: String,
     route: String,
     origin: Option<HeaderValue>,
+    client_ip: Option<String>,
 }
 
 /// Handles every method on `/v1/*`.
@@ -116,6 +121,10 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         route: route_label(&state.provider, &path),
         path,
         origin: request.headers().get(header::ORIGIN).cloned(),
+        client_ip: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string()),
     };
     let in_flight = InFlight::start(state.metrics.clone());
 
@@ -151,6 +160,7 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
             if err.is_upstream_failure() {
                 state.breaker.record(err.status());
             }
+            audit_refusal(&state, &ctx, &facts, &err);
             local_error(&state, &ctx, err)
         }
     };
@@ -182,9 +192,10 @@ async fn forward(
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let token = state.tokens.admit(authorization).await?;
-    facts.project_id = Some(token.project_id.clone());
-    facts.token_id = Some(token.id.to_string());
+    let identified = state.tokens.identify(authorization).await?;
+    facts.project_id = Some(identified.record.project_id.clone());
+    facts.token_id = Some(identified.record.id.to_string());
+    let token = state.tokens.admit(identified).await?;
     state.projects.ensure_active(&token.project_id).await?;
     let key = state.projects.provider_key(&token.project_id).await?;
 
@@ -231,6 +242,25 @@ async fn forward(
         }
     }
     Ok(Response::from_parts(parts, Body::new(incoming)))
+}
+
+/// Records refusals the audit trail keeps (spec §1.2): an inactive project (`denied`) and a database
+/// failure during admission (`error`).
+fn audit_refusal(state: &ProxyState, ctx: &RequestContext, facts: &RequestFacts, err: &ProxyError) {
+    let outcome = match err {
+        ProxyError::ProjectInactive => AuditOutcome::Denied,
+        ProxyError::Store(_) => AuditOutcome::Error,
+        _ => return,
+    };
+    let mut event = audit::event(Action::ProxyRequest, Actor::Anonymous, outcome);
+    event.request_id = Some(ctx.id.to_string());
+    event.project_id = facts.project_id.clone();
+    event.token_id = facts.token_id.clone();
+    event.client_ip = ctx.client_ip.clone();
+    event.method = Some(ctx.method.to_string());
+    event.path = Some(ctx.path.clone());
+    event.reason = Some(err.code().to_owned());
+    state.audit.record(event);
 }
 
 /// Turns a local error into its response and counts it.

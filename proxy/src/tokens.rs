@@ -33,6 +33,13 @@ pub struct TokenAuthority {
     metrics: Arc<Metrics>,
 }
 
+/// A well-formed token that exists, before admission.
+pub struct Identified {
+    hash: TokenHash,
+    /// The token's record as cached (counters may be slightly stale).
+    pub record: TokenRecord,
+}
+
 /// Settings of the token cache and usage queue.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenSettings {
@@ -66,20 +73,29 @@ impl TokenAuthority {
         )
     }
 
-    /// Admits the bearer token of a request, counting it against its quota.
-    pub async fn admit(&self, authorization: Option<&str>) -> Result<TokenRecord, ProxyError> {
-        let result = self.admit_inner(authorization).await;
+    /// Finds the token of a request's `Authorization` header: format first, then the cache, then
+    /// the store. Nothing is counted yet.
+    pub async fn identify(&self, authorization: Option<&str>) -> Result<Identified, ProxyError> {
+        let result = self.identify_inner(authorization).await;
         if let Err(err) = &result {
             self.metrics.record_token_rejection(err.code());
         }
         result
     }
 
-    async fn admit_inner(&self, authorization: Option<&str>) -> Result<TokenRecord, ProxyError> {
+    /// Admits an identified token, counting the request against its quota.
+    pub async fn admit(&self, identified: Identified) -> Result<TokenRecord, ProxyError> {
+        let result = self.admit_inner(identified).await;
+        if let Err(err) = &result {
+            self.metrics.record_token_rejection(err.code());
+        }
+        result
+    }
+
+    async fn identify_inner(&self, authorization: Option<&str>) -> Result<Identified, ProxyError> {
         let token = bearer_token(authorization).ok_or(ProxyError::MissingToken)?;
         llm_proxy_store::validate_token_format(token)?;
         let hash = llm_proxy_store::hash_token(token);
-        let now = Utc::now();
         let record = match self.cache.get(&hash) {
             Some(record) => record,
             None => {
@@ -92,6 +108,12 @@ impl TokenAuthority {
                 record
             }
         };
+        Ok(Identified { hash, record })
+    }
+
+    async fn admit_inner(&self, identified: Identified) -> Result<TokenRecord, ProxyError> {
+        let Identified { hash, record } = identified;
+        let now = Utc::now();
         if record.is_limited() {
             return match self.store.admit(&hash, now).await? {
                 Admission::Admitted(updated) => {

@@ -240,6 +240,31 @@ async fn inactive_project_is_403_project_inactive() {
         .await
         .assert_error(403, "project_inactive");
     assert_eq!(h.mock.requests().len(), 1);
+    let query = llm_proxy_store::AuditQuery {
+        action: Some("proxy_request".into()),
+        project_id: Some(h.project.id.clone()),
+        page: 1,
+        page_size: 10,
+        ..llm_proxy_store::AuditQuery::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = h.store.list_audit(&query).await.unwrap();
+        if page.total_count >= 2 || tokio::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        page.total_count, 2,
+        "one denied proxy_request audit event per refusal"
+    );
+    for event in &page.events {
+        assert_eq!(event.outcome, llm_proxy_store::AuditOutcome::Denied);
+        assert_eq!(event.reason.as_deref(), Some("project_inactive"));
+        assert_eq!(event.client_ip.as_deref(), Some("127.0.0.1"));
+        assert!(event.token_id.is_some());
+    }
 }
 
 #[tokio::test]
