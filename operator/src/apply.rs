@@ -153,7 +153,8 @@ pub fn applied_hash(object: &Value) -> Result<String, Error> {
 }
 
 /// Whether every field of `desired` is present with the same value in `live` (lists element-wise).
-/// Fields the API server adds (defaults, status, managedFields) are ignored.
+/// Fields the API server adds (defaults, status, managedFields) are ignored, and quantities the
+/// server canonicalizes (`1000m` is stored as `1`) compare by value.
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => d
@@ -162,8 +163,39 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
         (Value::Array(d), Value::Array(l)) => {
             d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
         }
+        (Value::String(d), Value::String(l)) if d != l => matches!(
+            (quantity_value(d), quantity_value(l)),
+            (Some(a), Some(b)) if (a - b).abs() <= f64::EPSILON * a.abs().max(1.0)
+        ),
         _ => desired == live,
     }
+}
+
+/// The numeric value of a Kubernetes quantity (`100m`, `1.5Gi`, `2k`), if `text` is one.
+/// Only used to recognise server-side canonicalization; the applied-hash catches real changes.
+fn quantity_value(text: &str) -> Option<f64> {
+    const SUFFIXES: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1_048_576.0),
+        ("Gi", 1_073_741_824.0),
+        ("Ti", 1_099_511_627_776.0),
+        ("Pi", 1_125_899_906_842_624.0),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+    ];
+    let (number, factor) = SUFFIXES
+        .iter()
+        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|n| (n, *factor)))
+        .unwrap_or((text, 1.0));
+    let starts_with_digit = number.chars().next().is_some_and(|c| c.is_ascii_digit());
+    if !starts_with_digit || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    number.parse::<f64>().ok().map(|n| n * factor)
 }
 
 /// Applies children in one namespace on behalf of one LlmProxy.

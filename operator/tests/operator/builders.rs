@@ -505,6 +505,16 @@ fn subset_comparison_ignores_server_added_fields_but_not_changes() {
     assert!(!is_subset(&desired, &drifted));
     let extra_container = json!({"spec": {"replicas": 1, "template": {"containers": [{"name": "a"}, {"name": "b"}]}}});
     assert!(!is_subset(&desired, &extra_container));
+    // The API server stores quantities canonically.
+    assert!(is_subset(
+        &json!({"cpu": "1000m", "memory": "1024Mi"}),
+        &json!({"cpu": "1", "memory": "1Gi"})
+    ));
+    assert!(!is_subset(&json!({"cpu": "500m"}), &json!({"cpu": "1"})));
+    assert!(!is_subset(
+        &json!({"image": "a:1"}),
+        &json!({"image": "a:2"})
+    ));
 }
 
 #[test]
