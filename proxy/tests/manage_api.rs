@@ -777,6 +777,21 @@ async fn malformed_requests_get_clear_json_errors() {
     )
     .await
     .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    let misplaced = h
+        .send(
+            Method::POST,
+            "/manage/tokens",
+            Some(&auth),
+            json_type,
+            format!(r#"{{"project_id":"p","duration_minutes":"{PROVIDER_KEY}"}}"#),
+        )
+        .await;
+    misplaced.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert!(
+        !misplaced.text().contains(PROVIDER_KEY),
+        "{}",
+        misplaced.text()
+    );
     let huge = format!(
         r#"{{"name":"a","api_key":"{}"}}"#,
         "k".repeat(1024 * 1024 + 1)

@@ -75,7 +75,7 @@ impl From<JsonRejection> for ManageError {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType,
             JsonRejection::JsonSyntaxError(e) => Self::MalformedJson(e.body_text()),
-            JsonRejection::JsonDataError(e) => Self::InvalidBody(e.body_text()),
+            JsonRejection::JsonDataError(e) => Self::InvalidBody(redact_quoted(&e.body_text())),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             other => Self::MalformedJson(other.body_text()),
         }
@@ -84,8 +84,26 @@ impl From<JsonRejection> for ManageError {
 
 impl From<QueryRejection> for ManageError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::InvalidQuery(rejection.body_text())
+        Self::InvalidQuery(redact_quoted(&rejection.body_text()))
     }
+}
+
+/// Removes the quoted values serde puts in type errors (`invalid type: string "…"`): a client may
+/// have sent a secret in the wrong field, and error texts reach responses and the audit log.
+fn redact_quoted(text: &str) -> String {
+    let mut redacted = String::with_capacity(text.len());
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !inside {
+                redacted.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            redacted.push(c);
+        }
+    }
+    redacted
 }
 
 impl From<PathRejection> for ManageError {
@@ -172,6 +190,23 @@ impl IntoResponse for ManageError {
         }
         response.extensions_mut().insert(ErrorReason(message));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_quoted;
+
+    #[test]
+    fn quoted_values_are_redacted_from_error_texts() {
+        assert_eq!(
+            redact_quoted(r#"is_active: invalid type: string "sk-secret", expected a boolean"#),
+            r#"is_active: invalid type: string "…", expected a boolean"#
+        );
+        assert_eq!(
+            redact_quoted("unknown field `extra`"),
+            "unknown field `extra`"
+        );
     }
 }
 
