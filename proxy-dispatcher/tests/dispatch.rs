@@ -602,3 +602,123 @@ async fn shutdown_is_bounded_while_the_backend_keeps_failing_and_leaves_entries_
         "the undelivered event stays pending for the next dispatcher"
     );
 }
+
+/// A private redis-server on a fixed port, killed by PID on drop.
+struct PrivateRedis {
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test-services.sh installs it)");
+        let url = format!("redis://127.0.0.1:{port}/");
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(client) = redis::Client::open(url.as_str())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                    && redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("private redis-server did not come up");
+        Self { child }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn dispatcher_recovers_when_redis_restarts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let redis = PrivateRedis::start(port).await;
+    let lunary = MockLunary::start().await.unwrap();
+    let stream = unique_key("restart");
+    let config = config_with(
+        "redis-streams",
+        &url,
+        Service::Lunary,
+        &lunary.url(),
+        &stream,
+        "d1",
+        10,
+    );
+    let running = start(config).await;
+    let publisher = |url: &str| {
+        let settings =
+            RedisSettings::from_lookup(&|name| (name == env::REDIS_URL).then(|| url.to_string()))
+                .unwrap();
+        EventPublisher::redis_streams(
+            settings.connection_manager(Duration::from_secs(5)).unwrap(),
+            StreamTarget {
+                stream_key: stream.clone(),
+                max_len: 0,
+            },
+            100,
+        )
+    };
+    let before = publisher(&url);
+    before.publish(chat_event("before", "x"));
+    before.shutdown(WAIT).await;
+    wait_until("first event delivered", || {
+        running.metrics.delivered.get() == 1
+    })
+    .await;
+    assert!(running.metrics.is_ready());
+
+    drop(redis);
+    wait_until("not ready", || !running.metrics.is_ready()).await;
+    assert_eq!(
+        http_get_status(&format!("{}/ready", running.health_url))
+            .await
+            .0,
+        503
+    );
+
+    // The restarted server is empty: the dispatcher re-creates the group and goes on.
+    let _redis = PrivateRedis::start(port).await;
+    let after = publisher(&url);
+    after.publish(chat_event("after", "y"));
+    after.shutdown(WAIT).await;
+    wait_until("second event delivered", || {
+        running.metrics.delivered.get() == 2
+    })
+    .await;
+    assert!(running.metrics.is_ready());
+    let ids: Vec<String> = lunary_events(&lunary.requests())
+        .iter()
+        .map(request_id_of)
+        .collect();
+    assert_eq!(ids, ["before", "after"]);
+    running.stop().await;
+}

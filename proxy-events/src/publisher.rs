@@ -180,6 +180,23 @@ impl EventPublisher {
         }
     }
 
+    /// The bus selected by `kind`: in memory, or Redis Streams over a new connection manager from
+    /// `redis` (no connection is attempted here). Call from within a Tokio runtime.
+    pub fn from_settings(
+        kind: EventBusKind,
+        redis: &crate::RedisSettings,
+        stream: &StreamSettings,
+    ) -> Result<Self, redis::RedisError> {
+        match kind {
+            EventBusKind::InMemory => Ok(Self::in_memory(stream.buffer_size)),
+            EventBusKind::RedisStreams => Ok(Self::redis_streams(
+                redis.connection_manager(PUBLISHER_REDIS_TIMEOUT)?,
+                StreamTarget::from(stream),
+                stream.buffer_size,
+            )),
+        }
+    }
+
     /// Hands `event` to the bus without waiting; when the queue is full the event is dropped and counted.
     pub fn publish(&self, event: InstrumentationEvent) {
         let metrics = &self.inner.metrics;

@@ -134,6 +134,11 @@ pub enum EventBusKind {
 }
 
 impl EventBusKind {
+    /// Reads `LLM_PROXY_EVENT_BUS` from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
     /// Reads `LLM_PROXY_EVENT_BUS` (`in-memory` default, `redis-streams`, or its alias `redis`).
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let value = read_var(lookup, env::LLM_PROXY_EVENT_BUS);

@@ -471,3 +471,37 @@ async fn shutdown_flushes_the_queue_within_its_bound_and_refuses_later_events() 
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(stuck.metrics().written.get(), 0);
 }
+
+#[tokio::test]
+async fn from_settings_builds_the_configured_bus() {
+    let url = redis_url();
+    let key = unique_key("settings");
+    let vars = std::collections::HashMap::from([
+        (llm_proxy_env::REDIS_URL, url.clone()),
+        (llm_proxy_env::REDIS_STREAM_KEY, key.clone()),
+        (llm_proxy_env::OBSERVABILITY_BUFFER_SIZE, "7".to_string()),
+    ]);
+    let lookup = |name: &str| vars.get(name).cloned();
+    let redis = RedisSettings::from_lookup(&lookup).unwrap();
+    let stream = llm_proxy_events::StreamSettings::from_lookup(&lookup).unwrap();
+
+    let in_memory =
+        EventPublisher::from_settings(llm_proxy_events::EventBusKind::InMemory, &redis, &stream)
+            .unwrap();
+    assert!(in_memory.subscribe().is_some());
+
+    let publisher = EventPublisher::from_settings(
+        llm_proxy_events::EventBusKind::RedisStreams,
+        &redis,
+        &stream,
+    )
+    .unwrap();
+    assert!(publisher.subscribe().is_none());
+    publisher.publish(event("x"));
+    publisher.shutdown(WAIT).await;
+    assert_eq!(xlen(&url, &key).await, 1);
+    assert_eq!(
+        publisher.health().kind,
+        llm_proxy_events::EventBusKind::RedisStreams
+    );
+}
