@@ -1,6 +1,5 @@
-//! Operator metrics (prometheus-client) and the `/metrics`, `/healthz`, `/readyz` server.
+//! Operator metrics (prometheus-client) and the router of `/metrics`, `/healthz` and `/readyz`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -153,17 +152,4 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route("/readyz", get(readyz))
         .with_state(metrics)
-}
-
-/// Binds `addr` and serves [`router`] until `shutdown` resolves.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
 }

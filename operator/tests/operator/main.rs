@@ -7,6 +7,7 @@
 mod builders;
 mod cli;
 mod crd;
+mod metrics;
 mod samples;
 mod status;
 mod support;

@@ -110,3 +110,27 @@ fn autoscaling_counts_max_replicas_for_the_sqlite_guard() {
         validate(&proxy("autoscaling: {enabled: true}").spec).expect_err("sqlite with HPA max 10");
     assert!(error.0.contains("can scale to 10 replicas"), "{}", error.0);
 }
+
+#[test]
+fn error_categories_decide_between_waiting_and_backoff() {
+    use llm_proxy_operator::Error;
+    let invalid = Error::from(validate(&proxy("replicaCount: 2").spec).expect_err("sqlite x2"));
+    assert_eq!(invalid.category(), "InvalidSpec");
+    assert!(invalid.is_spec_problem());
+    let missing = Error::MissingSecret {
+        namespace: "ns".into(),
+        name: "db".into(),
+        field: "secrets.databaseUrl.existingSecret",
+    };
+    assert_eq!(missing.category(), "MissingSecret");
+    assert!(missing.is_spec_problem());
+    assert_eq!(
+        missing.to_string(),
+        "referenced Secret ns/db (spec.secrets.databaseUrl.existingSecret) does not exist"
+    );
+    let api = Error::Kube(kube::Error::Api(Box::new(
+        kube::core::Status::failure("conflict", "Conflict").with_code(409),
+    )));
+    assert_eq!(api.category(), "KubeApiError");
+    assert!(!api.is_spec_problem());
+}
