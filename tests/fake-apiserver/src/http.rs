@@ -271,7 +271,16 @@ fn handle_resource(
                 reason: format!("{verb} {}", target.plural),
             }),
             None => execute(
-                shared, &mut state, verb, path, headers, params, body, &target,
+                shared,
+                &mut state,
+                &ResourceRequest {
+                    verb,
+                    path,
+                    headers,
+                    params,
+                    body,
+                    target: &target,
+                },
             ),
         };
         let status = match &outcome {
@@ -292,17 +301,29 @@ fn handle_resource(
     outcome.unwrap_or_else(IntoResponse::into_response)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One routed request to a resource endpoint.
+struct ResourceRequest<'a> {
+    verb: Verb,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    params: &'a HashMap<String, String>,
+    body: &'a [u8],
+    target: &'a Target,
+}
+
 fn execute(
     shared: &Arc<Shared>,
     state: &mut crate::ServerState,
-    verb: Verb,
-    path: &str,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-    body: &[u8],
-    target: &Target,
+    request: &ResourceRequest<'_>,
 ) -> Result<Response, ApiError> {
+    let &ResourceRequest {
+        verb,
+        path,
+        headers,
+        params,
+        body,
+        target,
+    } = request;
     let info = state
         .store
         .registry
