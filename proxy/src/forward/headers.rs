@@ -1,0 +1,170 @@
+//! Header rules of the `/v1` path: what is removed and added on the way upstream, hop-by-hop
+//! headers, and the CORS answers.
+
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Uri};
+use uuid::Uuid;
+
+pub(super) const PROXY_NAME: &str = "llm-proxy";
+pub(super) const PROXY_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(super) const EXPOSED_HEADERS: &str =
+    "X-Request-ID, X-Proxy-ID, X-LLM-Proxy-Remote-Duration, X-LLM-Proxy-Remote-Duration-Ms";
+pub(super) const PREFLIGHT_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+pub(super) const PREFLIGHT_DEFAULT_HEADERS: &str = "Authorization, Content-Type, X-Requested-With";
+/// Client headers that identify the client's address; never forwarded.
+pub(super) const CLIENT_IP_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "x-real-ip",
+    "cf-connecting-ip",
+    "cf-ipcountry",
+    "x-client-ip",
+    "x-original-forwarded-for",
+];
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
+pub(super) const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub(super) fn preflight(headers: &HeaderMap, origin: Option<&HeaderValue>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if origin.is_some() {
+        let out = response.headers_mut();
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(PREFLIGHT_METHODS),
+        );
+        let requested = headers
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(PREFLIGHT_DEFAULT_HEADERS));
+        out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested);
+        out.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED_HEADERS),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+    }
+    response
+}
+
+pub(super) fn prepare_upstream_headers(
+    headers: &mut HeaderMap,
+    uri: &Uri,
+    id: Uuid,
+    start_nanos: u128,
+) {
+    strip_hop_by_hop(headers);
+    for name in CLIENT_IP_HEADERS {
+        headers.remove(*name);
+    }
+    let spoofable: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            name.as_str().starts_with("x-proxy") || name.as_str().starts_with("x-upstream-")
+        })
+        .cloned()
+        .collect();
+    for name in spoofable {
+        headers.remove(name);
+    }
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::AUTHORIZATION);
+    if headers.get(header::ACCEPT).is_none_or(|v| v.is_empty())
+        && uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair == "stream=true"))
+    {
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+    }
+    headers.insert(
+        HeaderName::from_static("x-proxy"),
+        HeaderValue::from_static(PROXY_NAME),
+    );
+    headers.insert(
+        HeaderName::from_static("x-proxy-version"),
+        HeaderValue::from_static(PROXY_VERSION),
+    );
+    if let Ok(value) = HeaderValue::try_from(id.to_string()) {
+        headers.insert(HeaderName::from_static("x-request-id"), value);
+    }
+    if let Ok(value) = HeaderValue::try_from(start_nanos.to_string()) {
+        headers.insert(HeaderName::from_static("x-upstream-request-start"), value);
+    }
+}
+
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_headers_drop_client_identity_and_hop_by_hop() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("connection", "keep-alive, x-custom-hop"),
+            ("x-custom-hop", "1"),
+            ("authorization", "Bearer sk-client"),
+            ("x-proxy-id", "spoofed"),
+            ("x-request-id", "client-chosen"),
+            ("openai-organization", "org-1"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let id = Uuid::new_v4();
+        prepare_upstream_headers(&mut headers, &"/v1/x?stream=true".parse().unwrap(), id, 7);
+        for gone in [
+            "x-forwarded-for",
+            "x-real-ip",
+            "connection",
+            "x-custom-hop",
+            "authorization",
+            "x-proxy-id",
+        ] {
+            assert!(headers.get(gone).is_none(), "{gone} forwarded");
+        }
+        assert_eq!(headers["x-request-id"], id.to_string().as_str());
+        assert_eq!(headers["openai-organization"], "org-1");
+        assert_eq!(headers["accept"], "text/event-stream");
+        assert_eq!(headers["x-upstream-request-start"], "7");
+    }
+}

@@ -1,0 +1,362 @@
+//! The `/v1` data path: validation, client token, project, provider key, upstream, streamed response.
+//!
+//! Steps, in order (each may end the request with a [`ProxyError`]):
+//! 1. request id: a fresh UUIDv4, sent upstream and returned as `X-Request-ID` (client values ignored);
+//! 2. CORS preflight: `OPTIONS` answers 204 without authentication and never reaches the upstream;
+//! 3. concurrency limit (`MAX_CONCURRENT_REQUESTS`, 503) and circuit breaker (503 while open);
+//! 4. path safety (no `.`/`..` segments, `//`, encoded dots or slashes: 400), method (405) and
+//!    endpoint prefix (404) allow-lists of the provider;
+//! 5. body read with the `MAX_REQUEST_SIZE` limit (413), then the param whitelist on POSTed JSON
+//!    objects (the body is parsed once);
+//! 6. origin rules (`required_headers: [origin]`, `allowed_origins`);
+//! 7. client token ([`crate::tokens`]): 401/429 per the token error table;
+//! 8. project active (403) and provider key (503) ([`crate::projects`]);
+//! 9. upstream through the one pooled client; `REQUEST_TIMEOUT` bounds the wait for response headers
+//!    (504), transport errors are 502;
+//! 10. the response body is passed through frame by frame, never buffered: SSE chunks reach the client
+//!     as the upstream sends them; a body idle for `REQUEST_TIMEOUT` is ended with an error. If the
+//!     client goes away the body is dropped, which drops the upstream request. The body wrapper of
+//!     [`body`] is the tap point after the upstream response: it sees every frame and the end (or
+//!     abort) of the exchange, and records metrics, the request log and the instrumentation event
+//!     ([`crate::events`]) there.
+//!
+//! Submodules: [`validate`] (steps 4–6), [`headers`] (header rules and CORS), [`body`] (step 10).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use chrono::{SecondsFormat, Utc};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Uri};
+use http_body_util::Full;
+use llm_proxy_store::AuditOutcome;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::audit::{self, Action, Actor, Audit};
+use crate::breaker::CircuitBreaker;
+use crate::config::Provider;
+use crate::error::{ErrorCode, ProxyError};
+use crate::events::{EventTap, RequestFacts};
+use crate::metrics::Metrics;
+use crate::projects::ProjectGate;
+use crate::tokens::TokenAuthority;
+use crate::upstream::UpstreamClient;
+
+mod body;
+mod headers;
+mod validate;
+
+use body::{Exchange, IdleTimer, InFlight, TrackedBody};
+use headers::{EXPOSED_HEADERS, PROXY_NAME, preflight, prepare_upstream_headers, strip_hop_by_hop};
+use validate::{check_origin, check_params, check_path, endpoint_allowed, read_body, route_label};
+
+/// Shared state of the `/v1` handler.
+pub struct ProxyState {
+    pub provider: Provider,
+    pub client: UpstreamClient,
+    pub tokens: TokenAuthority,
+    pub projects: ProjectGate,
+    pub breaker: CircuitBreaker,
+    /// `None` = unlimited.
+    pub limiter: Option<Arc<Semaphore>>,
+    pub metrics: Arc<Metrics>,
+    /// Bound on the wait for upstream response headers.
+    pub request_timeout: Duration,
+    pub max_request_size: u64,
+    /// `None` when `OBSERVABILITY_ENABLED=false`.
+    pub events: Option<EventTap>,
+    pub audit: Audit,
+}
+
+/// What is known about a request before it is forwarded.
+struct RequestContext {
+    id: Uuid,
+    received_at: String,
+    started: Instant,
+    method: Method,
+    path: String,
+    route: String,
+    origin: Option<HeaderValue>,
+    client_ip: Option<String>,
+}
+
+/// Handles every method on `/v1/*`.
+pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let ctx = RequestContext {
+        id: Uuid::new_v4(),
+        received_at: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
+        started: Instant::now(),
+        method: request.method().clone(),
+        route: route_label(&state.provider, &path),
+        path,
+        origin: request.headers().get(header::ORIGIN).cloned(),
+        client_ip: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+    };
+    let in_flight = InFlight::start(state.metrics.clone());
+
+    if ctx.method == Method::OPTIONS {
+        let response = preflight(request.headers(), ctx.origin.as_ref());
+        return finish(&state, &ctx, response, None, in_flight, false, None);
+    }
+    let permit = match &state.limiter {
+        Some(limiter) => match limiter.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let response = local_error(&state, &ctx, ProxyError::Overloaded);
+                let facts = Some(RequestFacts::default());
+                return finish(&state, &ctx, response, None, in_flight, true, facts);
+            }
+        },
+        None => None,
+    };
+    if state.breaker.is_open() {
+        state.metrics.set_circuit_open(true);
+        let response = local_error(&state, &ctx, ProxyError::CircuitOpen);
+        // Upstream behaviour: the breaker's 503 carries no CORS headers.
+        let facts = Some(RequestFacts::default());
+        return finish(&state, &ctx, response, permit, in_flight, false, facts);
+    }
+    let mut facts = RequestFacts::default();
+    let response = match forward(&state, &ctx, request, &mut facts).await {
+        Ok(response) => {
+            state.breaker.record(response.status());
+            response
+        }
+        Err(err) => {
+            if err.is_upstream_failure() {
+                state.breaker.record(err.status());
+            }
+            audit_refusal(&state, &ctx, &facts, &err);
+            local_error(&state, &ctx, err)
+        }
+    };
+    state.metrics.set_circuit_open(state.breaker.is_open());
+    finish(&state, &ctx, response, permit, in_flight, true, Some(facts))
+}
+
+async fn forward(
+    state: &ProxyState,
+    ctx: &RequestContext,
+    request: Request,
+    facts: &mut RequestFacts,
+) -> Result<Response, ProxyError> {
+    let provider = &state.provider;
+    let (parts, body) = request.into_parts();
+    check_path(&ctx.path)?;
+    if !provider.allowed_methods.contains(&parts.method) {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    if !endpoint_allowed(provider, &ctx.path) {
+        return Err(ProxyError::EndpointNotFound);
+    }
+    let body = read_body(&parts.headers, body, state.max_request_size).await?;
+    facts.body = body.clone();
+    check_params(provider, &parts.method, &parts.headers, &body)?;
+    check_origin(provider, &parts.headers)?;
+
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let identified = state.tokens.identify(authorization).await?;
+    facts.project_id = Some(identified.record.project_id.clone());
+    facts.token_id = Some(identified.record.id.to_string());
+    let token = state.tokens.admit(identified).await?;
+    state.projects.ensure_active(&token.project_id).await?;
+    let key = state.projects.provider_key(&token.project_id).await?;
+
+    let uri = upstream_uri(&provider.base_url, &parts.uri)?;
+    let start_nanos = unix_nanos();
+    let mut headers = parts.headers;
+    prepare_upstream_headers(&mut headers, &parts.uri, ctx.id, start_nanos);
+    let mut bearer = HeaderValue::try_from(format!("Bearer {}", key.expose()))
+        .map_err(|_| ProxyError::UpstreamAuth)?;
+    bearer.set_sensitive(true);
+    headers.insert(header::AUTHORIZATION, bearer);
+    headers.insert(
+        HeaderName::from_static("x-proxy-id"),
+        HeaderValue::try_from(token.project_id.as_str()).map_err(|_| ProxyError::UpstreamAuth)?,
+    );
+    let mut upstream_request = http::Request::new(Full::new(body));
+    *upstream_request.method_mut() = parts.method;
+    *upstream_request.uri_mut() = uri;
+    *upstream_request.headers_mut() = headers;
+
+    let sent = Instant::now();
+    let wait = state.request_timeout.min(provider.response_header_timeout);
+    let upstream = match tokio::time::timeout(wait, state.client.request(upstream_request)).await {
+        Err(_) => return Err(ProxyError::UpstreamTimeout),
+        Ok(Err(err)) => return Err(ProxyError::UpstreamUnreachable(error_chain(&err))),
+        Ok(Ok(response)) => response,
+    };
+    state.metrics.record_upstream_latency(sent.elapsed());
+    let stop_nanos = unix_nanos();
+
+    let (mut parts, incoming) = upstream.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let timing = [
+        ("x-upstream-request-start", start_nanos.to_string()),
+        ("x-upstream-request-stop", stop_nanos.to_string()),
+        (
+            "x-proxy-first-response-at",
+            Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
+        ),
+    ];
+    for (name, value) in timing {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            parts.headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    Ok(Response::from_parts(parts, Body::new(incoming)))
+}
+
+/// Records refusals the audit trail keeps (spec §1.2): an inactive project (`denied`) and a database
+/// failure during admission (`error`).
+fn audit_refusal(state: &ProxyState, ctx: &RequestContext, facts: &RequestFacts, err: &ProxyError) {
+    let outcome = match err {
+        ProxyError::ProjectInactive => AuditOutcome::Denied,
+        ProxyError::Store(_) => AuditOutcome::Error,
+        _ => return,
+    };
+    let mut event = audit::event(Action::ProxyRequest, Actor::Anonymous, outcome);
+    event.request_id = Some(ctx.id.to_string());
+    event.project_id = facts.project_id.clone();
+    event.token_id = facts.token_id.clone();
+    event.client_ip = ctx.client_ip.clone();
+    event.method = Some(ctx.method.to_string());
+    event.path = Some(ctx.path.clone());
+    event.reason = Some(err.code().to_owned());
+    state.audit.record(event);
+}
+
+/// Turns a local error into its response and counts it.
+fn local_error(state: &ProxyState, ctx: &RequestContext, err: ProxyError) -> Response {
+    state.metrics.record_error(err.code());
+    match &err {
+        ProxyError::Store(_) | ProxyError::UpstreamUnreachable(_) => {
+            tracing::warn!(request_id = %ctx.id, code = err.code(), error = %err, "request failed")
+        }
+        _ => {
+            tracing::debug!(request_id = %ctx.id, code = err.code(), error = %err, "request refused")
+        }
+    }
+    err.into_response()
+}
+
+/// Adds the proxy's own headers and wraps the body so its end is observed. `facts` is `None` for
+/// responses that publish no event (CORS preflight).
+fn finish(
+    state: &Arc<ProxyState>,
+    ctx: &RequestContext,
+    mut response: Response,
+    permit: Option<OwnedSemaphorePermit>,
+    in_flight: InFlight,
+    cors: bool,
+    facts: Option<RequestFacts>,
+) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::try_from(ctx.id.to_string()) {
+        headers.insert(HeaderName::from_static("x-request-id"), id);
+    }
+    headers.insert(
+        HeaderName::from_static("x-proxy"),
+        HeaderValue::from_static(PROXY_NAME),
+    );
+    if let Ok(received) = HeaderValue::try_from(ctx.received_at.as_str()) {
+        headers.insert(HeaderName::from_static("x-proxy-received-at"), received);
+    }
+    if cors && let Some(origin) = &ctx.origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED_HEADERS),
+        );
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    let status = response.status();
+    let error_code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    let recording = match (&state.events, facts) {
+        (Some(tap), Some(facts)) => Some(tap.record(
+            ctx.id,
+            &ctx.method,
+            &ctx.path,
+            facts,
+            status,
+            response.headers(),
+        )),
+        _ => None,
+    };
+    response.map(|inner| {
+        Body::new(TrackedBody {
+            inner,
+            exchange: Some(Exchange {
+                metrics: state.metrics.clone(),
+                request_id: ctx.id,
+                method: ctx.method.clone(),
+                path: ctx.path.clone(),
+                route: ctx.route.clone(),
+                status,
+                error_code,
+                started: ctx.started,
+                bytes: 0,
+                recording,
+                _permit: permit,
+                _in_flight: in_flight,
+            }),
+            idle: IdleTimer::new(state.request_timeout),
+        })
+    })
+}
+
+fn upstream_uri(base: &Uri, client: &Uri) -> Result<Uri, ProxyError> {
+    let scheme = base.scheme_str().unwrap_or("https");
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
+    let prefix = base.path().trim_end_matches('/');
+    let path_and_query = client.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    format!("{scheme}://{authority}{prefix}{path_and_query}")
+        .parse()
+        .map_err(|_| ProxyError::InvalidPath)
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// The error and its sources, for the log (hyper's top-level message alone says little).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uri_keeps_the_base_path_and_query() {
+        let base: Uri = "https://api.example.com/openai".parse().unwrap();
+        let client: Uri = "/v1/models?limit=2".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&base, &client).unwrap().to_string(),
+            "https://api.example.com/openai/v1/models?limit=2"
+        );
+    }
+}
