@@ -1,0 +1,123 @@
+//! The results file (`bench/results/latest.json`): every number the report prints, with the
+//! machine facts and settings it was measured under. The report is generated from this only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::loadgen::LoadSummary;
+use crate::stats::{Added, Percentiles};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResults {
+    pub machine: MachineFacts,
+    pub settings: Settings,
+    pub latency: LatencyScenario,
+    pub throughput: Vec<ThroughputPoint>,
+    pub stream: Option<StreamScenario>,
+    pub rejection: Option<RejectionScenario>,
+    pub memory: Option<MemoryScenario>,
+    /// Scenarios that were not run, with the reason.
+    pub not_measured: Vec<NotMeasured>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineFacts {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub commit: String,
+    /// Cargo profile of the measured binaries.
+    pub profile: String,
+    /// `/proc/loadavg` 1-minute values at the start and the end of the run.
+    pub load_average_start: f64,
+    pub load_average_end: f64,
+    /// Whether processes were pinned with `taskset` (proxy/bare on core 1, mock and driver on 0).
+    pub pinned: bool,
+    /// `BENCH_QUICK=1` smoke run.
+    pub quick: bool,
+    /// UTC time the run started (RFC 3339).
+    pub started_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub rounds: usize,
+    pub requests_per_round: u64,
+    pub warmup_requests: u64,
+    pub throughput_seconds: f64,
+    pub stream_chunks: usize,
+    pub stream_interval_ms: u64,
+    pub stream_concurrency: usize,
+    pub streams_per_round: u64,
+    pub memory_load_concurrency: usize,
+}
+
+/// S1: closed loop at c=1 against an instant mock, interleaved rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyScenario {
+    /// All rounds merged, per target.
+    pub direct: Percentiles,
+    pub bare: Percentiles,
+    pub proxy: Percentiles,
+    /// Median over rounds of (target − direct) per percentile.
+    pub bare_added_p50: Added,
+    pub bare_added_p99: Added,
+    pub proxy_added_p50: Added,
+    pub proxy_added_p99: Added,
+    /// proxy added p99 / bare added p99.
+    pub overhead_ratio_p99: Option<f64>,
+    pub overhead_ratio_p50: Option<f64>,
+    pub proxy_errors: u64,
+}
+
+/// S2: closed-loop throughput at one concurrency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThroughputPoint {
+    pub concurrency: usize,
+    pub direct: LoadSummary,
+    pub bare: LoadSummary,
+    pub proxy: LoadSummary,
+    /// proxy RPS / bare RPS.
+    pub ratio_to_bare: Option<f64>,
+}
+
+/// S4: SSE streams through each target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamScenario {
+    pub direct: LoadSummary,
+    pub bare: LoadSummary,
+    pub proxy: LoadSummary,
+    /// proxy TTFT p99 − direct TTFT p99.
+    pub proxy_ttft_added_p99_us: f64,
+    pub bare_ttft_added_p99_us: f64,
+}
+
+/// S9: a flood of requests with a well-formed but unknown token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectionScenario {
+    pub concurrency: usize,
+    pub rejected: LoadSummary,
+    /// Pass-through RPS at the same concurrency.
+    pub bare_rps: f64,
+    /// rejected RPS / bare RPS.
+    pub ratio_to_bare: Option<f64>,
+}
+
+/// S7: VmRSS of the proxy process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryScenario {
+    /// After start-up, before the first request.
+    pub idle_kib: u64,
+    /// Highest sample during the load run.
+    pub load_peak_kib: u64,
+    /// After the load stopped and the settle time passed.
+    pub after_kib: u64,
+    pub load_concurrency: usize,
+    pub load: LoadSummary,
+    pub settle_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotMeasured {
+    pub scenario: String,
+    pub reason: String,
+}
