@@ -111,7 +111,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
-    let (stop, _stop_task) = Stop::new(shutdown);
+    let (stop, stop_task) = Stop::new(shutdown);
     let server = match config.metrics_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -139,7 +139,10 @@ pub async fn run(
         }
     };
     metrics.set_ready(false);
+    // Stop the metrics server too when the controllers ended for another reason than `shutdown`.
+    stop_task.abort();
     if let Some(server) = server {
+        server.abort();
         let _ = server.await;
     }
     result

@@ -57,9 +57,9 @@ struct RunArgs {
     /// Hold a Lease so that only one replica reconciles.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
     leader_election: bool,
-    /// Namespace of the Lease (default: the pod's namespace).
-    #[arg(long, env = "LEASE_NAMESPACE", default_value = "default")]
-    lease_namespace: String,
+    /// Namespace of the Lease (default: `POD_NAMESPACE`, else `default`).
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
     /// Name of the Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "llm-proxy-operator")]
     lease_name: String,
@@ -142,7 +142,14 @@ fn render_file(file: &PathBuf) -> ExitCode {
 fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
     let leader_election = args.leader_election.then(|| LeaderElection {
-        namespace: args.lease_namespace,
+        namespace: args
+            .lease_namespace
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|ns| !ns.is_empty())
+            })
+            .unwrap_or_else(|| "default".to_owned()),
         lease_name: args.lease_name,
         identity: args
             .lease_identity
