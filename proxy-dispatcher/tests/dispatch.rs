@@ -471,7 +471,7 @@ async fn file_service_appends_one_json_line_per_event() {
 #[tokio::test]
 async fn a_killed_dispatcher_loses_nothing_and_redeliveries_are_counted() {
     let lunary = MockLunary::start().await.unwrap();
-    lunary.set_delay(Duration::from_millis(400));
+    lunary.set_delay(Duration::from_millis(1500));
     let stream = unique_key("kill");
     let first = start(config(Service::Lunary, &lunary.url(), &stream, "doomed", 2)).await;
     publish(&stream, (0..6).map(|i| chat_event(&format!("k{i}"), "x"))).await;
