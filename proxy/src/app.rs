@@ -130,7 +130,7 @@ pub fn build(
                     &format!("{}/prometheus", config.metrics.path),
                     get(health::metrics_prometheus),
                 )
-                .with_state(metrics.clone()),
+                .with_state(state.clone()),
         );
     }
     let router = router.fallback(|| async { ProxyError::RouteNotFound });

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use llm_proxy_store::Store;
 use serde_json::json;
 
-use crate::metrics::Metrics;
+use crate::forward::ProxyState;
 
 /// Longest wait for the database ping of `/ready`.
 const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,13 +54,15 @@ fn not_ready() -> Response {
 }
 
 /// `GET METRICS_PATH`: the JSON summary.
-pub async fn metrics_summary(State(metrics): State<Arc<Metrics>>) -> Response {
-    Json(metrics.summary()).into_response()
+pub async fn metrics_summary(State(state): State<Arc<ProxyState>>) -> Response {
+    Json(state.metrics.summary()).into_response()
 }
 
 /// `GET METRICS_PATH/prometheus`: the Prometheus text exposition.
-pub async fn metrics_prometheus(State(metrics): State<Arc<Metrics>>) -> Response {
-    match metrics.encode() {
+pub async fn metrics_prometheus(State(state): State<Arc<ProxyState>>) -> Response {
+    // The breaker closes by time alone; refresh its gauge at scrape time.
+    state.metrics.set_circuit_open(state.breaker.is_open());
+    match state.metrics.encode() {
         Ok(text) => {
             let mut response = text.into_response();
             response.headers_mut().insert(

@@ -860,3 +860,31 @@ async fn a_stream_that_stalls_longer_than_the_request_timeout_is_ended() {
             .await
     );
 }
+
+#[tokio::test]
+async fn the_breaker_gauge_follows_the_cool_down() {
+    let h = Harness::with(Options {
+        breaker: CircuitBreaker::new(1, Duration::from_millis(300)),
+        ..Options::default()
+    })
+    .await;
+    let token = h.token(None, None).await;
+    h.mock.set_behaviour(Behaviour {
+        status: StatusCode::BAD_GATEWAY,
+        ..Behaviour::default()
+    });
+    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 502);
+    let scrape = || async {
+        let reply = h
+            .send(
+                common::request(Method::GET, &h.url("/metrics/prometheus"))
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await;
+        String::from_utf8(reply.body.to_vec()).unwrap()
+    };
+    assert!(scrape().await.contains("llm_proxy_circuit_breaker_open 1"));
+    tokio::time::sleep(Duration::from_millis(400)).await; // the cool-down is time-based by design
+    assert!(scrape().await.contains("llm_proxy_circuit_breaker_open 0"));
+}
