@@ -390,3 +390,64 @@ async fn text_logs_are_human_text_in_the_log_file() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn events_reach_the_redis_stream() {
+    let redis_url = std::env::var("LLM_PROXY_TEST_REDIS_URL")
+        .expect("LLM_PROXY_TEST_REDIS_URL must be set: run through scripts/test-services.sh");
+    let stream_key = format!("proxy-binary-test-{}", uuid::Uuid::new_v4());
+    let dir = TempDir::new();
+    let mock = MockOpenAi::start().await.unwrap();
+    let token = seed(&dir, None).await;
+    let mut running = start(
+        &dir,
+        &[
+            (env::OPENAI_API_URL, mock.url()),
+            (env::LLM_PROXY_EVENT_BUS, "redis-streams".into()),
+            (env::REDIS_URL, redis_url.clone()),
+            (env::REDIS_STREAM_KEY, stream_key.clone()),
+        ],
+    )
+    .await;
+    let reply = common::send(
+        &common::http_client(),
+        Request::post(format!("http://{}/v1/chat/completions", running.addr))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let entries: redis::streams::StreamRangeReply = loop {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&stream_key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if !entries.ids.is_empty() {
+            break entries;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event reached {stream_key}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let data: String = entries.ids[0].get("data").unwrap();
+    let event: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(event["RequestID"], request_id.as_str());
+    assert_eq!(event["Status"], 200);
+    assert!(
+        !data.contains(&token) && !data.contains(PROVIDER_KEY),
+        "secrets in the event"
+    );
+    running.child.kill().await.unwrap();
+}
