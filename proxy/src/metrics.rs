@@ -16,7 +16,7 @@ use serde::Serialize;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
     pub status_class: &'static str,
 }
@@ -160,7 +160,7 @@ impl Metrics {
         };
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method: method_label(method),
                 route: route.to_owned(),
                 status_class,
             })
@@ -224,8 +224,35 @@ impl Metrics {
     }
 }
 
+/// Standard methods keep their name; any other (clients may send arbitrary tokens) is `other`.
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    STANDARD
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_chosen_methods_do_not_create_label_values() {
+        let metrics = Metrics::new();
+        for method in ["GET", "FOO", "BAR", "X-ANYTHING"] {
+            metrics.record_response(method, "other", 405, Duration::from_millis(1));
+        }
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("method=\"GET\""));
+        assert!(text.contains("llm_proxy_http_requests_total{method=\"other\",route=\"other\",status_class=\"4xx\"} 3"), "{text}");
+        assert!(!text.contains("FOO"));
     }
 }
