@@ -433,6 +433,10 @@ async fn project_lifecycle_never_echoes_the_provider_key() {
     }
 
     let path = format!("/manage/projects/{id}");
+    h.project("taken").await;
+    h.call(Method::PATCH, &path, Some(json!({"name": "taken"})))
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
     let renamed = h
         .call(
             Method::PATCH,
@@ -704,6 +708,11 @@ async fn token_lifecycle_and_validation() {
     assert_eq!(
         revoke_all.json(),
         json!({"revoked_count": 1, "already_revoked_count": 1, "total_tokens": 2})
+    );
+    let max_hash = hash_token(max.json()["token"].as_str().unwrap());
+    assert!(
+        h.invalidator.tokens.lock().unwrap().contains(&max_hash),
+        "bulk revocation invalidates every revoked token"
     );
     h.call(Method::POST, "/manage/projects/missing/tokens/revoke", None)
         .await
