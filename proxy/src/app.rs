@@ -1,9 +1,23 @@
 //! Builds the HTTP application: state, caches, background tasks and the router.
 //!
-//! Routes: `/v1/*` (the proxy, see [`crate::forward`] for the order of its steps), `/manage/*` (the
-//! management API, [`crate::manage`]), `/health`, `/live`, `/ready`, `METRICS_PATH` and
-//! `METRICS_PATH/prometheus` (when metrics are enabled); anything else is a 404 JSON error. Paths are matched as received, without normalisation, so `/v1/../manage` is a
-//! `/v1` path (and refused there), never a management route.
+//! Routes: `/v1/*` (the proxy), `/manage/*` (the management API, [`crate::manage`]), `/health`,
+//! `/live`, `/ready`, `METRICS_PATH` and `METRICS_PATH/prometheus` (when metrics are enabled);
+//! anything else is a 404 JSON error. Paths are matched as received, without normalisation, so
+//! `/v1/../manage` is a `/v1` path (and refused there), never a management route.
+//!
+//! Order of a `/v1` request (design.md §2; each step is in [`crate::forward`] unless named):
+//! 1. request id (fresh UUID, sent upstream and returned);
+//! 2. CORS preflight (`OPTIONS`: 204, no authentication, no upstream);
+//! 3. concurrency limit, then circuit breaker ([`crate::breaker`]);
+//! 4. path safety, method and endpoint allow-lists, body size, param whitelist, origin rules;
+//! 5. client token: format, hash lookup through a bounded cache, expiry, revocation, atomic quota
+//!    ([`crate::tokens`]);
+//! 6. project active, then provider key ([`crate::projects`]);
+//! 7. (HTTP cache lookup: not yet implemented);
+//! 8. upstream through the one pooled client ([`crate::upstream`]);
+//! 9. response tap: the body streams through unchanged while metrics, the request log and the
+//!    instrumentation event ([`crate::events`]) are recorded; usage of unlimited tokens is written
+//!    by a background batcher, never awaited.
 
 use std::sync::Arc;
 
