@@ -18,7 +18,7 @@ use llm_proxy::audit::Audit;
 use llm_proxy::config::AuditConfig;
 use llm_proxy::manage::{CacheInvalidator, ManageState, router};
 use llm_proxy::secret::Secret;
-use llm_proxy_store::{Driver, Store, StoreConfig, TokenHash, connect};
+use llm_proxy_store::{Driver, EncryptionKey, Store, StoreConfig, TokenHash, connect};
 use sqlx::Connection as _;
 
 pub const MANAGEMENT_TOKEN: &str = "test-management-token-4f9d2c7e1a";
@@ -112,6 +112,11 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with_key(backend, None).await
+    }
+
+    /// Starts with provider keys encrypted at rest under `key`.
+    pub async fn start_with_key(backend: Backend, key: Option<EncryptionKey>) -> Self {
         let dir = TempDir::new();
         let driver = match backend {
             Backend::Sqlite => Driver::Sqlite {
@@ -121,7 +126,12 @@ impl Harness {
                 url: fresh_pg_database().await,
             },
         };
-        let store = connect(&StoreConfig::new(driver)).await.unwrap();
+        let store = connect(&StoreConfig {
+            encryption_key: key,
+            ..StoreConfig::new(driver)
+        })
+        .await
+        .unwrap();
         let audit_file = dir.0.join("audit").join("audit.log");
         let audit = Audit::start(
             &AuditConfig {
@@ -1085,4 +1095,30 @@ async fn happy_path_on_postgres() {
         audit["pagination"]["total_count"].as_i64().unwrap() >= 7,
         "{audit}"
     );
+}
+
+#[tokio::test]
+async fn encrypted_provider_keys_are_shown_obfuscated_from_their_plaintext() {
+    let key = EncryptionKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    let h = Harness::start_with_key(Backend::Sqlite, Some(key)).await;
+    let id = h.project("encrypted").await;
+    let stored = h.store.get_project(&id).await.unwrap().unwrap();
+    assert!(stored.api_key.starts_with("enc:v1:"), "encrypted at rest");
+    let one = h
+        .call(Method::GET, &format!("/manage/projects/{id}"), None)
+        .await;
+    assert_eq!(one.json()["api_key"], "sk-provi...cdef");
+    let listed = h.call(Method::GET, "/manage/projects", None).await;
+    assert_eq!(listed.json()[0]["api_key"], "sk-provi...cdef");
+    let renamed = h
+        .call(
+            Method::PATCH,
+            &format!("/manage/projects/{id}"),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(renamed.json()["api_key"], "sk-provi...cdef");
+    for reply in [&one, &listed, &renamed] {
+        assert!(!reply.text().contains("enc:v1:") && !reply.text().contains(PROVIDER_KEY));
+    }
 }
