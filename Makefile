@@ -5,7 +5,7 @@ CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 export TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: help run test test-rust test-charts build lint fmt crds e2e clean
+.PHONY: help run test test-rust test-charts build lint fmt crds e2e clean bench bench-gate
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,3 +43,15 @@ fmt: ## format the code
 clean: ## remove build output and fetched tools
 	$(CARGO) clean
 	rm -rf .cache
+
+BENCH_BIN = $(or $(CARGO_TARGET_DIR),target)/release
+
+bench: ## wall-clock benchmark: direct vs pass-through vs llm-proxy (BENCH_QUICK=1 ~1 min); writes bench/results/latest.{json,md}
+	$(CARGO) build --release -p llm-proxy -p llm-proxy-bench --bins
+	$(BENCH_BIN)/bench run
+	$(BENCH_BIN)/bench report bench/results/latest.json > docs/benchmarks.md
+
+bench-gate: ## callgrind instructions per request vs bench/baseline.json (> 10% growth fails; BENCH_GATE_UPDATE=1 rewrites it)
+	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y valgrind; } || { echo "bench-gate needs valgrind"; exit 1; }
+	$(CARGO) build --release -p llm-proxy-bench --bins
+	$(BENCH_BIN)/bench gate

@@ -5,9 +5,10 @@
 //! pass-through reference), [`loadgen`] (closed- and open-loop driver), [`results`] (the JSON file) and [`report`]
 //! (Markdown and the targets of the issue), [`runner`] (one interleaved run of every scenario)
 //! with [`process`] (pinned child processes) and [`machine`] (facts and `/proc` readers);
-//! [`error`] is the one error type.
+//! [`gate`] is the callgrind regression gate; [`error`] is the one error type.
 
 pub mod error;
+pub mod gate;
 pub mod loadgen;
 pub mod machine;
 pub mod mock;

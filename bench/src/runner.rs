@@ -312,7 +312,7 @@ async fn wait_for_health(client: &DriverClient, addr: SocketAddr) -> Result<(), 
 }
 
 /// Creates a project and a long-lived token with a large quota through the management API.
-async fn create_token(
+pub async fn create_token(
     client: &DriverClient,
     proxy: SocketAddr,
     management_token: &str,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use llm_proxy_bench::error::BenchError;
+use llm_proxy_bench::gate::{self, Baseline};
 use llm_proxy_bench::report;
 use llm_proxy_bench::results::BenchResults;
 use llm_proxy_bench::runner::{self, Paths, Plan};
@@ -32,6 +33,16 @@ enum Command {
         #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::FalseyValueParser::new())]
         quick: bool,
     },
+    /// Instructions per request under callgrind, compared with the baseline (fails on > 10 %
+    /// growth); BENCH_GATE_UPDATE=1 rewrites the baseline instead.
+    Gate {
+        /// The committed baseline.
+        #[arg(long, default_value = "bench/baseline.json")]
+        baseline: PathBuf,
+        /// Rewrite the baseline with this run's numbers.
+        #[arg(long, env = "BENCH_GATE_UPDATE", value_parser = clap::builder::FalseyValueParser::new())]
+        update: bool,
+    },
     /// Print the Markdown report of a results file (the source of docs/benchmarks.md).
     Report {
         /// A results JSON file.
@@ -43,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run { out_dir, quick } => run(&out_dir, quick),
+        Command::Gate { baseline, update } => gate(&baseline, update),
         Command::Report { results } => read_results(&results).map(|results| {
             print!("{}", report::markdown(&results));
         }),
@@ -128,4 +140,70 @@ fn reexec_pinned() -> Result<(), BenchError> {
         .env(PINNED_MARKER, "1")
         .exec();
     Err(BenchError::io("re-executing under taskset")(error))
+}
+
+fn gate(baseline_path: &Path, update: bool) -> Result<(), BenchError> {
+    let exe = std::env::current_exe().map_err(BenchError::io("locating the bench binary"))?;
+    let driver = exe.with_file_name("bench-gate-driver");
+    let scratch = std::env::temp_dir().join(format!("llm-proxy-bench-gate-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .map_err(BenchError::io(format!("creating {}", scratch.display())))?;
+    let measured = gate::measure(&driver, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let measured = measured?;
+    if update {
+        let baseline = Baseline {
+            instructions_per_request: measured,
+            recorded_with: format!(
+                "{}, profile {}, {} and {} requests per scenario",
+                valgrind_version(),
+                exe.parent()
+                    .and_then(Path::file_name)
+                    .map_or_else(|| "unknown".into(), |name| name.to_string_lossy()),
+                gate::SHORT_RUN,
+                gate::LONG_RUN
+            ),
+        };
+        let json = serde_json::to_string_pretty(&baseline).map_err(|source| BenchError::Json {
+            path: baseline_path.to_owned(),
+            source,
+        })?;
+        std::fs::write(baseline_path, json + "\n").map_err(BenchError::io(format!(
+            "writing {}",
+            baseline_path.display()
+        )))?;
+        for (scenario, cost) in &baseline.instructions_per_request {
+            println!("{scenario}: {cost} instructions/request (baseline updated)");
+        }
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(baseline_path).map_err(BenchError::io(format!(
+        "reading {}",
+        baseline_path.display()
+    )))?;
+    let baseline: Baseline = serde_json::from_str(&text).map_err(|source| BenchError::Json {
+        path: baseline_path.to_owned(),
+        source,
+    })?;
+    let verdicts = gate::compare(&baseline, &measured);
+    for verdict in &verdicts {
+        println!("{}", verdict.describe());
+    }
+    if verdicts.iter().all(|verdict| verdict.passed) {
+        Ok(())
+    } else {
+        Err(BenchError::Gate(format!(
+            "instructions per request grew more than {:.0}% (see above)",
+            gate::TOLERANCE * 100.0
+        )))
+    }
+}
+
+fn valgrind_version() -> String {
+    std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| "valgrind".to_owned())
 }

@@ -1,0 +1,167 @@
+//! `bench-gate-driver`: the workload `bench gate` runs under callgrind. One thread: the real
+//! `llm-proxy` router (default configuration, SQLite in a temporary directory, in-memory event
+//! bus) served on loopback, the bench mock upstream on loopback, and the driver sending
+//! `--requests` sequential requests of one scenario. Exits non-zero if any answer is unexpected.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderValue, StatusCode, Uri};
+use llm_proxy::app;
+use llm_proxy::audit::Audit;
+use llm_proxy::breaker::CircuitBreaker;
+use llm_proxy::config::ServerConfig;
+use llm_proxy_bench::error::BenchError;
+use llm_proxy_bench::gate::Scenario;
+use llm_proxy_bench::loadgen::{self, RequestSpec, Stop};
+use llm_proxy_bench::mock::{self, MockSettings};
+use llm_proxy_bench::{net, runner};
+use llm_proxy_env as env;
+use llm_proxy_events::EventPublisher;
+
+const MANAGEMENT_TOKEN: &str = "bench-gate-management-token-0123456789";
+const CHAT_BODY: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark."}]}"#;
+
+#[derive(Debug, Parser)]
+#[command(about = "Single-threaded in-process workload for the callgrind gate")]
+struct Args {
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    #[arg(long, default_value_t = 100)]
+    requests: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("bench-gate-driver: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(drive(args.scenario, args.requests)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench-gate-driver: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn drive(scenario: Scenario, requests: u64) -> Result<(), BenchError> {
+    let scratch = std::env::temp_dir().join(format!("llm-proxy-gate-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&scratch).map_err(BenchError::io("creating the scratch directory"))?;
+    let result = drive_in(scenario, requests, &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn drive_in(
+    scenario: Scenario,
+    requests: u64,
+    scratch: &std::path::Path,
+) -> Result<(), BenchError> {
+    let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(BenchError::io("binding the mock"))?;
+    let mock_addr = mock_listener
+        .local_addr()
+        .map_err(BenchError::io("mock address"))?;
+    tokio::spawn(mock::serve(
+        mock_listener,
+        MockSettings {
+            delay: Duration::ZERO,
+            stream_chunks: 0,
+            chunk_interval: Duration::ZERO,
+        },
+    ));
+
+    let vars: Vec<(&str, String)> = vec![
+        (env::MANAGEMENT_TOKEN, MANAGEMENT_TOKEN.to_owned()),
+        (env::OPENAI_API_URL, format!("http://{mock_addr}")),
+        (
+            env::DATABASE_PATH,
+            scratch.join("proxy.db").display().to_string(),
+        ),
+        (
+            env::AUDIT_LOG_FILE,
+            scratch.join("audit.log").display().to_string(),
+        ),
+        (
+            env::API_CONFIG_PATH,
+            scratch.join("absent.yaml").display().to_string(),
+        ),
+        (env::LOG_LEVEL, "error".to_owned()),
+    ];
+    let config = ServerConfig::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    })
+    .map_err(|e| BenchError::Gate(format!("proxy configuration: {e}")))?;
+    let store = llm_proxy_store::connect(&config.store)
+        .await
+        .map_err(|e| BenchError::Gate(format!("store: {e}")))?;
+    let audit = Audit::start(&config.audit, store.clone())
+        .await
+        .map_err(|e| BenchError::Gate(format!("audit: {e}")))?;
+    let events = EventPublisher::in_memory(config.observability.buffer_size);
+    let app::App { router, caches, .. } = app::build(
+        &config,
+        store,
+        audit,
+        Some(events),
+        CircuitBreaker::default(),
+    );
+    // As in the server: only the router keeps the data path's state alive.
+    drop(caches);
+
+    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(BenchError::io("binding the proxy"))?;
+    let proxy_addr: SocketAddr = proxy_listener
+        .local_addr()
+        .map_err(BenchError::io("proxy address"))?;
+    let listener = proxy_listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let client = net::pooled_client();
+    let authorization = match scenario {
+        Scenario::Valid => runner::create_token(&client, proxy_addr, MANAGEMENT_TOKEN).await?,
+        Scenario::Rejected => {
+            let (unknown, _) = llm_proxy_store::token::generate_token();
+            HeaderValue::from_str(&format!("Bearer {unknown}"))
+                .map_err(|_| BenchError::Gate("generated token is not a header value".into()))?
+        }
+    };
+    let uri: Uri = format!("http://{proxy_addr}/v1/chat/completions")
+        .parse()
+        .map_err(|_| BenchError::Gate("proxy URI".into()))?;
+    let spec = RequestSpec {
+        uri,
+        body: Bytes::from_static(CHAT_BODY),
+        authorization: Some(authorization),
+        expected_status: match scenario {
+            Scenario::Valid => StatusCode::OK,
+            Scenario::Rejected => StatusCode::UNAUTHORIZED,
+        },
+    };
+    let result = loadgen::closed_loop(&client, &spec, 1, Stop::Requests(requests)).await;
+    if result.expected != requests {
+        return Err(BenchError::Gate(format!(
+            "{} of {requests} answers were as expected ({} other statuses, {} errors)",
+            result.expected, result.unexpected_status, result.transport_errors
+        )));
+    }
+    Ok(())
+}
