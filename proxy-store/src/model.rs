@@ -146,7 +146,8 @@ pub struct ProjectUpdate {
     pub api_key: Option<ProviderKey>,
     /// Activate or deactivate.
     pub is_active: Option<bool>,
-    /// Revoke every active token of the project in the same transaction (only with deactivation).
+    /// Revoke every active token of the project in the same transaction (the management API
+    /// allows it only together with `is_active: Some(false)`).
     pub revoke_tokens: bool,
 }
 
