@@ -247,6 +247,37 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_chat_completion_is_merged_and_its_usage_extracted() {
+        let mut event = chat_event(
+            b"data: {\"id\":\"s1\",\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"}}]}\n\n\
+data: {\"id\":\"s1\",\"choices\":[{\"delta\":{\"content\":\" there\"},\"finish_reason\":\"stop\"}]}\n\n\
+data: {\"id\":\"s1\",\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2,\"total_tokens\":6}}\n\n\
+data: [DONE]\n\n",
+        );
+        event.streaming = true;
+        event.response_headers =
+            BTreeMap::from([("Content-Type".into(), vec!["text/event-stream".into()])]);
+        let payload = Transformer::default().transform(&event).unwrap();
+        assert_eq!(
+            payload.output,
+            json!({
+                "id": "s1",
+                "model": "gpt-4o",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
+            })
+        );
+        assert_eq!(
+            payload.tokens_usage,
+            Some(TokensUsage {
+                prompt: 4,
+                completion: 2
+            })
+        );
+    }
+
+    #[test]
     fn inputs_that_are_not_json_become_strings_or_are_omitted() {
         assert_eq!(decode_input(b""), Value::Null);
         assert_eq!(decode_input(b"plain text"), json!("plain text"));
