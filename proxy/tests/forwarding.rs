@@ -85,7 +85,7 @@ async fn streaming_passes_each_chunk_unmerged_and_in_time() {
     let h = Harness::start().await;
     h.mock.set_behaviour(Behaviour {
         stream_chunks: 5,
-        chunk_interval: Duration::from_millis(150),
+        chunk_interval: Duration::from_millis(300),
         ..Behaviour::default()
     });
     let token = h.token(None, None).await;
@@ -239,13 +239,13 @@ async fn slow_upstream_headers_are_504() {
 #[tokio::test]
 async fn streams_outlive_the_request_timeout() {
     let h = Harness::with(Options {
-        env: vec![(env::REQUEST_TIMEOUT, "300ms".to_owned())],
+        env: vec![(env::REQUEST_TIMEOUT, "1s".to_owned())],
         ..Options::default()
     })
     .await;
     h.mock.set_behaviour(Behaviour {
-        stream_chunks: 6,
-        chunk_interval: Duration::from_millis(150),
+        stream_chunks: 8,
+        chunk_interval: Duration::from_millis(300),
         ..Behaviour::default()
     });
     let token = h.token(None, None).await;
