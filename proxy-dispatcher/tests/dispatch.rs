@@ -722,3 +722,75 @@ async fn dispatcher_recovers_when_redis_restarts() {
     assert_eq!(ids, ["before", "after"]);
     running.stop().await;
 }
+
+/// Log lines captured by a test subscriber.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_never_contain_the_api_key_or_the_redis_password() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let lunary = MockLunary::start().await.unwrap();
+    lunary.respond_with([503, 400]);
+    let stream = unique_key("secrets");
+    // A Redis URL with a password, on a closed port: the failure is logged, the password is not.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let with_password = format!("redis://:redis-pw-secret@127.0.0.1:{port}/");
+    let unreachable = start(config_with(
+        "redis-streams",
+        &with_password,
+        Service::Lunary,
+        &lunary.url(),
+        &stream,
+        "d1",
+        10,
+    ))
+    .await;
+    wait_until("a Redis failure", || {
+        unreachable.metrics.redis_errors.get() >= 1
+    })
+    .await;
+    unreachable.stop().await;
+
+    let running = start(config(Service::Lunary, &lunary.url(), &stream, "d1", 10)).await;
+    publish(&stream, [chat_event("secret-test", "x")]).await;
+    wait_until("permanent failure after a retry", || {
+        running.metrics.permanent_failures.get() == 1
+    })
+    .await;
+    running.stop().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("backend send failed"),
+        "the retry was logged: {text}"
+    );
+    assert!(
+        text.contains("backend refused events"),
+        "the refusal was logged: {text}"
+    );
+    assert!(!text.contains("test-api-key"), "{text}");
+    assert!(!text.contains("redis-pw-secret"), "{text}");
+}
