@@ -140,13 +140,6 @@ pub struct ApplyReport {
     pub deleted: Vec<String>,
 }
 
-impl ApplyReport {
-    /// Whether any write happened.
-    pub fn wrote(&self) -> bool {
-        !(self.created.is_empty() && self.updated.is_empty() && self.deleted.is_empty())
-    }
-}
-
 /// sha256 of the object as we would apply it (before the hash annotation is added).
 pub fn applied_hash(object: &Value) -> Result<String, Error> {
     Ok(hex(&Sha256::digest(serde_json::to_vec(object)?)))
