@@ -26,7 +26,8 @@
 //! - Strategic merge patches are plain merge patches (no `$patch` directives, lists replaced).
 //! - No pagination: `limit` is ignored and no `continue` token is returned.
 //! - Garbage collection is synchronous, in the DELETE request: dependents whose owners are all gone
-//!   are deleted at once (`propagationPolicy: Orphan` keeps them). Deleting a Namespace deletes its
+//!   are deleted at once (`propagationPolicy: Orphan` keeps them), and an object created with owners
+//!   that are all gone is deleted right after its creation. Deleting a Namespace deletes its
 //!   contents at once (no Terminating phase). Finalizers and `deletionTimestamp` are not supported:
 //!   deletion is immediate. DELETE of a collection is not supported.
 //! - A CRD is Established the moment it is created; deleting it deletes its objects at once. Objects of

@@ -439,7 +439,31 @@ impl Store {
         );
         self.objects.insert(key.clone(), object.clone());
         self.record(&key, ChangeKind::Added, object.clone(), None);
+        if self.owners_all_gone(&object) {
+            // The garbage collector deletes a dependent whose owners no longer exist.
+            self.remove(&key);
+        }
         Ok(object)
+    }
+
+    /// Whether `object` has owner references and none of the owners exists.
+    fn owners_all_gone(&self, object: &Value) -> bool {
+        let owner_uids: Vec<&str> = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .map(|owners| {
+                owners
+                    .iter()
+                    .filter_map(|owner| text_at(owner, "/uid"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        !owner_uids.is_empty()
+            && self
+                .objects
+                .values()
+                .filter_map(|stored| text_at(stored, "/metadata/uid"))
+                .all(|uid| !owner_uids.contains(&uid))
     }
 
     /// PUT: replaces the object (or only its status through the status subresource).
@@ -885,6 +909,17 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_dependent_created_after_its_owner_was_deleted_is_collected() {
+        let mut store = Store::new();
+        let info = config_maps(&store);
+        let orphan = json!({"metadata": {"name": "late", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "gone", "uid": "no-such-uid"}
+        ]}});
+        store.create(&info, Some("default"), orphan, TEST).unwrap();
+        assert!(store.get(&info, Some("default"), "late").is_err());
     }
 
     #[test]
