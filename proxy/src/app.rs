@@ -35,7 +35,7 @@ use crate::config::ServerConfig;
 use crate::error::ProxyError;
 use crate::events::EventTap;
 use crate::forward::{self, ProxyState};
-use crate::health;
+use crate::health::{self, Readiness};
 use crate::manage::{self, CacheInvalidator, ManageState};
 use crate::metrics::Metrics;
 use crate::projects::{ProjectGate, ProjectSettings};
@@ -76,6 +76,7 @@ pub fn build(
     events: Option<EventPublisher>,
     breaker: CircuitBreaker,
 ) -> App {
+    let ready_events = events.clone();
     let mut metrics = Metrics::new();
     if let Some(publisher) = &events {
         metrics.register_event_bus(publisher.metrics());
@@ -133,7 +134,10 @@ pub fn build(
         .merge(
             Router::new()
                 .route(env::READY_PATH, get(health::ready))
-                .with_state(store),
+                .with_state(Readiness {
+                    store,
+                    events: ready_events,
+                }),
         )
         .merge(manage);
     if config.metrics.enabled {

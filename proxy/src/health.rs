@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use llm_proxy_events::EventPublisher;
 use llm_proxy_store::Store;
 use serde_json::json;
 
@@ -30,27 +31,53 @@ pub async fn live() -> Response {
     Json(json!({"status": "alive"})).into_response()
 }
 
-/// `GET /ready`: 200 only when the database answers.
-pub async fn ready(State(store): State<Arc<dyn Store>>) -> Response {
-    match tokio::time::timeout(READY_PING_TIMEOUT, store.ping()).await {
-        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+/// What `/ready` checks.
+#[derive(Clone)]
+pub struct Readiness {
+    pub store: Arc<dyn Store>,
+    /// The event bus, when observability is on.
+    pub events: Option<EventPublisher>,
+}
+
+/// `GET /ready`: 200 only when the database answers. A degraded event bus (Redis unreachable; events
+/// are buffered meanwhile) is reported but does not make the proxy unready.
+pub async fn ready(State(readiness): State<Readiness>) -> Response {
+    let database = match tokio::time::timeout(READY_PING_TIMEOUT, readiness.store.ping()).await {
+        Ok(Ok(())) => true,
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness check: database unavailable");
-            not_ready()
+            false
         }
         Err(_) => {
             tracing::warn!("readiness check: database ping timed out");
-            not_ready()
+            false
         }
+    };
+    let event_bus = readiness.events.as_ref().map(|events| {
+        if events.health().connected {
+            "ok"
+        } else {
+            "degraded"
+        }
+    });
+    let checks = json!({
+        "database": if database { "ok" } else { "unavailable" },
+        "event_bus": event_bus.unwrap_or("disabled"),
+    });
+    if database {
+        Json(json!({"status": "ready", "checks": checks})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "not_ready",
+                "error": "Database unavailable",
+                "code": "database_unavailable",
+                "checks": checks,
+            })),
+        )
+            .into_response()
     }
-}
-
-fn not_ready() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "not_ready", "error": "Database unavailable", "code": "database_unavailable"})),
-    )
-        .into_response()
 }
 
 /// `GET METRICS_PATH`: the JSON summary.

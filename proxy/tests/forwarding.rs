@@ -670,6 +670,8 @@ async fn health_ready_live_and_metrics() {
         )
         .await;
     assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["checks"]["database"], "ok");
+    assert_eq!(ready.json()["checks"]["event_bus"], "ok");
 
     let token = h.token(None, None).await;
     assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
