@@ -1,13 +1,14 @@
 //! `llm-proxy`: the data plane binary.
 //!
-//! Subcommands: `server` (default), `migrate up|status`, `version`. Configuration comes from the
-//! environment (see `docs/configuration.md`); an invalid value stops the process with exit code 2
-//! and a message naming the variable.
+//! Subcommands: `server` (default), `dispatcher` (ships instrumentation events to a file, Lunary or
+//! Helicone; see `docs/dispatcher.md`), `migrate up|status`, `version`. Configuration comes from
+//! the environment (see `docs/configuration.md`); an invalid value stops the process with exit
+//! code 2 and a message naming the variable.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use llm_proxy::config::ServerConfig;
+use llm_proxy::config::{LoggingConfig, ServerConfig};
 use llm_proxy::{logging, server};
 
 #[derive(Debug, Parser)]
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Serve /v1, /manage, health and metrics (the default).
     Server,
+    /// Consume instrumentation events from the Redis stream and ship them to a backend.
+    Dispatcher(llm_proxy_dispatcher::DispatcherArgs),
     /// Database migrations.
     Migrate {
         #[command(subcommand)]
@@ -48,9 +51,13 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Server);
-    if let Command::Version = command {
-        println!("llm-proxy {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    match command {
+        Command::Version => {
+            println!("llm-proxy {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Dispatcher(args) => return dispatcher(args),
+        Command::Server | Command::Migrate { .. } => {}
     }
     let config = match ServerConfig::from_env() {
         Ok(config) => config,
@@ -77,7 +84,7 @@ fn main() -> ExitCode {
         match command {
             Command::Server => server::run(config).await.map_err(|e| e.to_string()),
             Command::Migrate { action } => migrate(&config, action).await,
-            Command::Version => Ok(()),
+            Command::Version | Command::Dispatcher(_) => Ok(()),
         }
     });
     match result {
@@ -85,6 +92,52 @@ fn main() -> ExitCode {
         Err(message) => {
             tracing::error!(error = %message, "llm-proxy stopped");
             eprintln!("llm-proxy: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the dispatcher until SIGTERM or SIGINT.
+fn dispatcher(args: llm_proxy_dispatcher::DispatcherArgs) -> ExitCode {
+    let logging = match LoggingConfig::from_env() {
+        Ok(logging) => logging,
+        Err(err) => {
+            eprintln!("llm-proxy: configuration error: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(err) = logging::init(&logging) {
+        eprintln!("llm-proxy: configuration error: {err}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("llm-proxy: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            server::shutdown_signal().await;
+            on_signal.cancel();
+        });
+        llm_proxy_dispatcher::run(args, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(llm_proxy_dispatcher::DispatcherError::Config(err)) => {
+            eprintln!("llm-proxy: configuration error: {err}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "dispatcher stopped");
+            eprintln!("llm-proxy: {err}");
             ExitCode::FAILURE
         }
     }

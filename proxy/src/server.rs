@@ -145,7 +145,8 @@ fn event_publisher(config: &ServerConfig) -> Result<EventPublisher, ServerError>
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

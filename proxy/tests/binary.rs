@@ -451,3 +451,71 @@ async fn events_reach_the_redis_stream() {
     );
     running.child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn dispatcher_subcommand_rejects_a_missing_api_key_with_exit_2() {
+    let dir = TempDir::new();
+    let mut command = base_command(&dir);
+    command
+        .args(["dispatcher", "--service", "lunary"])
+        .env(env::LLM_PROXY_EVENT_BUS, "redis-streams");
+    let (code, stderr) = run_to_exit(command).await;
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains(env::LLM_PROXY_API_KEY) && stderr.contains("lunary"),
+        "stderr: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn dispatcher_subcommand_serves_health_and_stops_on_sigterm() {
+    let redis_url = std::env::var("LLM_PROXY_TEST_REDIS_URL")
+        .expect("LLM_PROXY_TEST_REDIS_URL must be set: run through scripts/test-services.sh");
+    let dir = TempDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = base_command(&dir);
+    command
+        .args(["dispatcher", "--service", "file", "--health-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--endpoint")
+        .arg(dir.0.join("events.jsonl"))
+        .env(env::LLM_PROXY_EVENT_BUS, "redis-streams")
+        .env(env::REDIS_URL, &redis_url)
+        .env(
+            env::REDIS_STREAM_KEY,
+            format!("dispatcher-binary-{}", uuid::Uuid::new_v4()),
+        );
+    let mut child = command.spawn().unwrap();
+    let client = common::http_client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let request = Request::get(format!("http://127.0.0.1:{port}/health"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        if let Ok(Ok(response)) =
+            tokio::time::timeout(Duration::from_secs(1), client.request(request)).await
+            && response.status() == 200
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dispatcher never answered /health"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the dispatcher stops after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -263,6 +263,34 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+impl LoggingConfig {
+    /// Reads `LOG_LEVEL`, `LOG_FORMAT` and `LOG_FILE` alone (the dispatcher needs no server settings).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        logging_config(&Env {
+            lookup: |name: &str| std::env::var(name).ok(),
+        })
+    }
+}
+
+fn logging_config<F: Fn(&str) -> Option<String>>(e: &Env<F>) -> Result<LoggingConfig, ConfigError> {
+    Ok(LoggingConfig {
+        level: e.one_of(
+            env::LOG_LEVEL,
+            &[
+                ("debug", LogLevel::Debug),
+                ("info", LogLevel::Info),
+                ("warn", LogLevel::Warn),
+                ("error", LogLevel::Error),
+            ],
+        )?,
+        format: e.one_of(
+            env::LOG_FORMAT,
+            &[("json", LogFormat::Json), ("text", LogFormat::Text)],
+        )?,
+        file: e.optional(env::LOG_FILE).map(PathBuf::from),
+    })
+}
+
 impl ServerConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -315,22 +343,7 @@ impl ServerConfig {
                 &e.raw(env::OPENAI_API_URL),
             )?,
             store: store_config(&e, encryption_key)?,
-            logging: LoggingConfig {
-                level: e.one_of(
-                    env::LOG_LEVEL,
-                    &[
-                        ("debug", LogLevel::Debug),
-                        ("info", LogLevel::Info),
-                        ("warn", LogLevel::Warn),
-                        ("error", LogLevel::Error),
-                    ],
-                )?,
-                format: e.one_of(
-                    env::LOG_FORMAT,
-                    &[("json", LogFormat::Json), ("text", LogFormat::Text)],
-                )?,
-                file: e.optional(env::LOG_FILE).map(PathBuf::from),
-            },
+            logging: logging_config(&e)?,
             audit: AuditConfig {
                 enabled: e.bool(env::AUDIT_ENABLED)?,
                 log_file: e.optional(env::AUDIT_LOG_FILE).map(PathBuf::from),
