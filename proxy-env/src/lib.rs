@@ -148,7 +148,8 @@ pub const DISPATCHER_DEFAULT_FILE_ENDPOINT: &str = "/app/data/events.jsonl";
 /// Lunary ingestion endpoint.
 pub const DISPATCHER_DEFAULT_LUNARY_ENDPOINT: &str = "https://api.lunary.ai/v1/runs/ingest";
 /// Helicone custom-log endpoint.
-pub const DISPATCHER_DEFAULT_HELICONE_ENDPOINT: &str = "https://api.worker.helicone.ai/custom/v1/log";
+pub const DISPATCHER_DEFAULT_HELICONE_ENDPOINT: &str =
+    "https://api.worker.helicone.ai/custom/v1/log";
 /// Event-bus values accepted by `LLM_PROXY_EVENT_BUS`.
 pub const EVENT_BUS_VALUES: &[&str] = &["in-memory", "redis-streams", "redis"];
 
@@ -175,7 +176,11 @@ mod tests {
     #[test]
     fn secrets_have_no_default() {
         for v in ALL.iter().filter(|v| v.secret) {
-            assert!(v.default.is_empty(), "{} is secret but has a default", v.name);
+            assert!(
+                v.default.is_empty(),
+                "{} is secret but has a default",
+                v.name
+            );
         }
     }
 }
