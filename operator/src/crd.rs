@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new(cel::POSTGRES_NO_PASSWORD).message(crate::validate::POSTGRES_NO_PASSWORD),
     validation = Rule::new(cel::POSTGRES_DRIVER).message(Message::Expression(cel::POSTGRES_DRIVER_MSG.into())),
     validation = Rule::new(cel::SQLITE_REPLICAS).message(Message::Expression(cel::SQLITE_REPLICAS_MSG.into())),
+    validation = Rule::new(cel::ENCRYPTION_KEY_REQUIRED).message(crate::validate::ENCRYPTION_KEY_REQUIRED),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LlmProxySpec {
@@ -97,6 +98,11 @@ pub struct LlmProxySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub affinity: Option<serde_json::Value>,
+    /// Providers file (the content of `api_providers.yaml`), mounted at `/app/config` when set; unset
+    /// or empty means no config volume and the proxy's built-in OpenAI fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub providers: Option<serde_json::Value>,
     /// Environment of the proxy, merged over the chart's defaults (see `effective_env`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -338,9 +344,28 @@ pub struct SecretsSpec {
     /// Existing Secret with the PostgreSQL URL.
     #[serde(default)]
     pub database_url: ExistingSecret,
-    /// Existing Secret with the encryption key.
+    /// Encryption key source and requirement.
     #[serde(default)]
-    pub encryption_key: ExistingSecret,
+    pub encryption_key: EncryptionKeySpec,
+}
+
+/// `secrets.encryptionKey`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionKeySpec {
+    /// Refuse the spec when no `ENCRYPTION_KEY` is configured (plaintext or existing Secret).
+    #[serde(default)]
+    pub required: bool,
+    /// The referenced Secret and key.
+    #[serde(default)]
+    pub existing_secret: SecretKeyRef,
+}
+
+impl EncryptionKeySpec {
+    /// The named Secret, if any.
+    pub fn named(&self) -> Option<&SecretKeyRef> {
+        (!self.existing_secret.name.is_empty()).then_some(&self.existing_secret)
+    }
 }
 
 /// Plaintext secret values.
@@ -353,6 +378,9 @@ pub struct SecretsData {
     /// PostgreSQL URL.
     #[serde(default)]
     pub database_url: String,
+    /// Encryption key (`ENCRYPTION_KEY`).
+    #[serde(default)]
+    pub encryption_key: String,
 }
 
 /// Development PostgreSQL.
@@ -477,6 +505,9 @@ pub struct VolumeSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSpec {
+    /// Reserved for future use (the chart's value): accepted, has no effect, deploys no Redis.
+    #[serde(default)]
+    pub enabled: bool,
     /// Connection settings.
     #[serde(default)]
     pub external: RedisExternal,
@@ -513,9 +544,9 @@ pub struct DispatcherSpec {
     /// File path or URL; empty = the backend's default.
     #[serde(default)]
     pub endpoint: String,
-    /// Existing Secret with the backend API key.
+    /// Backend API key: an existing Secret, or a plaintext value (development only).
     #[serde(default)]
-    pub api_key: ExistingSecret,
+    pub api_key: DispatcherApiKey,
     /// Buffer and batch sizes.
     #[serde(default)]
     pub config: DispatcherConfig,
@@ -550,7 +581,7 @@ impl Default for DispatcherSpec {
             replica_count: 1,
             service: defaults::dispatcher_service(),
             endpoint: String::new(),
-            api_key: ExistingSecret::default(),
+            api_key: DispatcherApiKey::default(),
             config: DispatcherConfig::default(),
             persistence: defaults::dispatcher_persistence(),
             pod_security_context: None,
@@ -560,6 +591,25 @@ impl Default for DispatcherSpec {
             tolerations: Vec::new(),
             affinity: None,
         }
+    }
+}
+
+/// `dispatcher.apiKey`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatcherApiKey {
+    /// Plaintext key, rendered into `<name>-config` (ignored when `existingSecret.name` is set).
+    #[serde(default)]
+    pub value: String,
+    /// The referenced Secret and key.
+    #[serde(default)]
+    pub existing_secret: SecretKeyRef,
+}
+
+impl DispatcherApiKey {
+    /// The named Secret, if any.
+    pub fn named(&self) -> Option<&SecretKeyRef> {
+        (!self.existing_secret.name.is_empty()).then_some(&self.existing_secret)
     }
 }
 
@@ -640,6 +690,14 @@ pub struct ServiceMonitorSpec {
     /// Keep the target's labels on conflicts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub honor_labels: Option<bool>,
+    /// Relabelings of the scrape endpoint (prometheus-operator `RelabelConfig`s, passed through).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "preserve_unknown_array")]
+    pub relabelings: Vec<serde_json::Value>,
+    /// Metric relabelings of the scrape endpoint (passed through).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "preserve_unknown_array")]
+    pub metric_relabelings: Vec<serde_json::Value>,
 }
 
 impl Default for ServiceMonitorSpec {
@@ -650,6 +708,8 @@ impl Default for ServiceMonitorSpec {
             interval: defaults::interval(),
             scrape_timeout: defaults::scrape_timeout(),
             honor_labels: None,
+            relabelings: Vec::new(),
+            metric_relabelings: Vec::new(),
         }
     }
 }
@@ -738,6 +798,16 @@ fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schem
         "type": "object",
         "nullable": true,
         "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+fn preserve_unknown_array(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true
+        }
     })
 }
 
@@ -909,7 +979,7 @@ mod cel {
         dispatcher_enabled!(),
         " || ",
         dispatcher_service!(),
-        " == 'file' || (has(self.dispatcher.apiKey) && has(self.dispatcher.apiKey.existingSecret) && has(self.dispatcher.apiKey.existingSecret.name) && self.dispatcher.apiKey.existingSecret.name != '')"
+        " == 'file' || (has(self.dispatcher.apiKey) && ((has(self.dispatcher.apiKey.existingSecret) && has(self.dispatcher.apiKey.existingSecret.name) && self.dispatcher.apiKey.existingSecret.name != '') || (has(self.dispatcher.apiKey.value) && self.dispatcher.apiKey.value != '')))"
     );
     pub const DISPATCHER_API_KEY_MSG: &str = concat!(
         "\"Configuration error: Dispatcher service '\" + ",
@@ -960,6 +1030,7 @@ mod cel {
         driver!(),
         " + \"'. When using in-cluster PostgreSQL, DB_DRIVER must be set to 'postgres'.\""
     );
+    pub const ENCRYPTION_KEY_REQUIRED: &str = "!(has(self.secrets) && has(self.secrets.encryptionKey) && has(self.secrets.encryptionKey.required) && self.secrets.encryptionKey.required) || (has(self.secrets.create) && self.secrets.create && has(self.secrets.data) && has(self.secrets.data.encryptionKey) && self.secrets.data.encryptionKey != '') || (has(self.secrets.encryptionKey.existingSecret) && has(self.secrets.encryptionKey.existingSecret.name) && self.secrets.encryptionKey.existingSecret.name != '')";
     pub const SQLITE_REPLICAS: &str = concat!(
         "!(",
         driver!(),
@@ -1075,7 +1146,8 @@ mod defaults {
         "password".into()
     }
     pub fn ssl_mode() -> String {
-        "require".into()
+        // The official postgres image serves no TLS: `require` could never connect.
+        "disable".into()
     }
     pub fn postgres_persistence() -> VolumeSpec {
         VolumeSpec {

@@ -53,6 +53,9 @@ pub enum Error {
     /// An object could not be converted to or from JSON.
     #[error("serialization failed: {0}")]
     Serialization(#[from] serde_json::Error),
+    /// A spec value could not be rendered as YAML (the providers file).
+    #[error("YAML serialization failed: {0}")]
+    YamlSerialization(#[from] serde_saphyr::SerializeError),
     /// The metrics/health server could not be started.
     #[error("metrics server failed: {0}")]
     MetricsServer(#[from] std::io::Error),
@@ -66,7 +69,7 @@ impl Error {
             Self::MissingSecret { .. } | Self::MissingSecretKey { .. } => "MissingSecret",
             Self::MissingMetadata(_) | Self::InvalidObject(_) => "InvalidObject",
             Self::Kube(_) => "KubeApiError",
-            Self::Serialization(_) => "SerializationError",
+            Self::Serialization(_) | Self::YamlSerialization(_) => "SerializationError",
             Self::MetricsServer(_) => "MetricsServerError",
         }
     }

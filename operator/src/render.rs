@@ -114,6 +114,9 @@ impl RenderContext<'_> {
             field(key.as_bytes());
             field(value.as_bytes());
         }
+        if let Some(providers) = build::providers::configured(&self.proxy.spec) {
+            field(providers.to_string().as_bytes());
+        }
         for (key, value) in build::secrets::config_secret_data(self) {
             field(key.as_bytes());
             field(&value);

@@ -114,13 +114,20 @@ impl SecretSources {
             })
         };
 
-        let encryption_key = secrets.encryption_key.named().map(|r| {
-            user(
-                r,
+        let encryption_key = if secrets.create && !secrets.data.encryption_key.is_empty() {
+            Some(config(
                 llm_proxy_env::ENCRYPTION_KEY,
-                "secrets.encryptionKey.existingSecret",
-            )
-        });
+                "secrets.data.encryptionKey",
+            ))
+        } else {
+            secrets.encryption_key.named().map(|r| {
+                user(
+                    r,
+                    llm_proxy_env::ENCRYPTION_KEY,
+                    "secrets.encryptionKey.existingSecret",
+                )
+            })
+        };
 
         let redis = &spec.redis.external;
         let redis_password = if redis.addr.is_empty() {
@@ -135,14 +142,20 @@ impl SecretSources {
             })
         };
 
-        let dispatcher_api_key = if spec.dispatcher.enabled {
-            spec.dispatcher.api_key.named().map(|r| {
-                user(
-                    r,
-                    DISPATCHER_API_KEY_DEFAULT_KEY,
-                    "dispatcher.apiKey.existingSecret",
-                )
-            })
+        let api_key = &spec.dispatcher.api_key;
+        let dispatcher_api_key = if !spec.dispatcher.enabled {
+            None
+        } else if let Some(r) = api_key.named() {
+            Some(user(
+                r,
+                DISPATCHER_API_KEY_DEFAULT_KEY,
+                "dispatcher.apiKey.existingSecret",
+            ))
+        } else if !api_key.value.is_empty() {
+            Some(config(
+                DISPATCHER_API_KEY_DEFAULT_KEY,
+                "dispatcher.apiKey.value",
+            ))
         } else {
             None
         };

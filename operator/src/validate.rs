@@ -1,5 +1,5 @@
 //! Pure validation of an `LlmProxy` spec: every `fail` of the seed chart (proxy-spec §7.4 and the
-//! HEAD SQLite guard), with the chart's message verbatim, checked in the order Helm renders the
+//! HEAD SQLite and encryption-key guards), with the chart's message verbatim, checked in the order Helm renders the
 //! chart's templates (hpa, dispatcher, deployment). The same rules exist as CEL in the CRD.
 
 use crate::crd::LlmProxySpec;
@@ -12,6 +12,9 @@ pub const POSTGRES_BOTH: &str = "Configuration error: Cannot use both in-cluster
 pub const POSTGRES_NEITHER: &str = "Configuration error: DB_DRIVER is set to 'postgres' but no database configuration found. Please either:\n  1. Enable in-cluster PostgreSQL with postgresql.enabled=true (development/testing only)\n  2. Configure external PostgreSQL with secrets.databaseUrl.existingSecret.name (recommended for production)\n  3. Change DB_DRIVER to 'sqlite' for single-instance deployments";
 /// `validatePostgresConfig`: in-cluster without a password.
 pub const POSTGRES_NO_PASSWORD: &str = "Configuration error: postgresql.enabled=true but no password configured. Please set postgresql.auth.password or postgresql.auth.existingSecret";
+
+/// `validateEncryptionKeyConfig`: `secrets.encryptionKey.required` without a key.
+pub const ENCRYPTION_KEY_REQUIRED: &str = "Configuration error: ENCRYPTION_KEY is required but not configured. Provide secrets.encryptionKey.existingSecret.name (recommended) or set secrets.create=true and secrets.data.encryptionKey (development only).";
 
 /// A spec the chart would refuse; the message is the chart's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +29,12 @@ fn is_durable_bus(bus: &str) -> bool {
 pub fn has_external_postgres(spec: &LlmProxySpec) -> bool {
     (spec.secrets.create && !spec.secrets.data.database_url.is_empty())
         || spec.secrets.database_url.named().is_some()
+}
+
+/// Whether an `ENCRYPTION_KEY` is configured (the chart's `encryptionKeySecret`).
+pub fn has_encryption_key(spec: &LlmProxySpec) -> bool {
+    (spec.secrets.create && !spec.secrets.data.encryption_key.is_empty())
+        || spec.secrets.encryption_key.named().is_some()
 }
 
 /// The most replicas the proxy can run (`replicaCount`, or `maxReplicas` under the HPA).
@@ -64,7 +73,10 @@ pub fn validate(spec: &LlmProxySpec) -> Result<(), InvalidSpec> {
                 "Configuration error: Dispatcher is enabled with LLM_PROXY_EVENT_BUS='{bus}' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address."
             ));
         }
-        if dispatcher.service != "file" && dispatcher.api_key.named().is_none() {
+        if dispatcher.service != "file"
+            && dispatcher.api_key.named().is_none()
+            && dispatcher.api_key.value.is_empty()
+        {
             return fail(format!(
                 "Configuration error: Dispatcher service '{}' requires an API key via existingSecret. Please set dispatcher.apiKey.existingSecret.name",
                 dispatcher.service
@@ -103,6 +115,9 @@ pub fn validate(spec: &LlmProxySpec) -> Result<(), InvalidSpec> {
         return fail(format!(
             "Configuration error: DB_DRIVER is 'sqlite' but the deployment can scale to {replicas} replicas. SQLite is not supported for multi-pod deployments. Set env.DB_DRIVER to 'mysql' or 'postgres' and configure secrets.databaseUrl / mysql.enabled / postgresql.enabled."
         ));
+    }
+    if spec.secrets.encryption_key.required && !has_encryption_key(spec) {
+        return fail(ENCRYPTION_KEY_REQUIRED.to_owned());
     }
     Ok(())
 }

@@ -48,7 +48,13 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
         "Affinity",
     )?;
 
-    let mut env_vars = vec![literal(env::LLM_PROXY_EVENT_BUS, &spec.event_bus())];
+    let mut env_vars = vec![
+        literal(
+            env::DISPATCHER_HEALTH_ADDR,
+            &format!(":{}", env::DISPATCHER_HEALTH_PORT),
+        ),
+        literal(env::LLM_PROXY_EVENT_BUS, &spec.event_bus()),
+    ];
     env_vars.extend(redis_env(ctx));
     if let Some(key) = &ctx.sources.dispatcher_api_key {
         env_vars.push(from_secret(env::LLM_PROXY_API_KEY, key));

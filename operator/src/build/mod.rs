@@ -7,6 +7,7 @@ pub mod monitoring;
 pub mod network;
 pub mod pod;
 pub mod postgres;
+pub mod providers;
 pub mod proxy;
 pub mod secrets;
 pub mod storage;
@@ -34,12 +35,15 @@ fn push(children: &mut Vec<serde_json::Value>, object: impl Serialize) -> Result
     Ok(())
 }
 
-/// Every child wanted for the spec, Secrets and PVCs before the workloads that use them.
+/// Every child wanted for the spec, Secrets, ConfigMaps and PVCs before the workloads that use them.
 pub fn all(ctx: &RenderContext<'_>) -> Result<Vec<serde_json::Value>, Error> {
     let spec = &ctx.proxy.spec;
     let mut children = Vec::new();
     if let Some(secret) = secrets::config_secret(ctx) {
         push(&mut children, secret)?;
+    }
+    if let Some(config_map) = providers::config_map(ctx)? {
+        push(&mut children, config_map)?;
     }
     if spec.persistence.enabled {
         push(&mut children, storage::data_pvc(ctx))?;

@@ -35,8 +35,19 @@ pub fn service_monitor(ctx: &RenderContext<'_>) -> serde_json::Value {
         "interval": monitor.interval,
         "scrapeTimeout": monitor.scrape_timeout,
     });
-    if let (Some(honor), Some(map)) = (monitor.honor_labels, endpoint.as_object_mut()) {
-        map.insert("honorLabels".into(), honor.into());
+    if let Some(map) = endpoint.as_object_mut() {
+        if let Some(honor) = monitor.honor_labels {
+            map.insert("honorLabels".into(), honor.into());
+        }
+        if !monitor.relabelings.is_empty() {
+            map.insert("relabelings".into(), monitor.relabelings.clone().into());
+        }
+        if !monitor.metric_relabelings.is_empty() {
+            map.insert(
+                "metricRelabelings".into(),
+                monitor.metric_relabelings.clone().into(),
+            );
+        }
     }
     json!({
         "apiVersion": format!("{SERVICE_MONITOR_GROUP}/{SERVICE_MONITOR_VERSION}"),

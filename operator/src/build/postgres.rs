@@ -4,9 +4,9 @@
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, Volume,
-    VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, ExecAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -56,6 +56,8 @@ pub fn stateful_set(ctx: &RenderContext<'_>) -> StatefulSet {
         exec: Some(ExecAction {
             command: Some(vec![
                 "pg_isready".into(),
+                "-h".into(),
+                "127.0.0.1".into(),
                 "-U".into(),
                 pg.auth.username.clone(),
                 "-d".into(),
@@ -103,8 +105,15 @@ pub fn stateful_set(ctx: &RenderContext<'_>) -> StatefulSet {
             None,
         )
     };
+    // The root filesystem is read-only: the server writes only to its data, socket and temp dirs.
     let (run, run_mount) = pod::empty_dir("run", "/var/run/postgresql");
-    let volumes = Some(volumes.into_iter().flatten().chain([run]).collect());
+    let (tmp, tmp_mount) = pod::empty_dir("tmp", "/tmp");
+    let volumes = Some(
+        [run, tmp]
+            .into_iter()
+            .chain(volumes.into_iter().flatten())
+            .collect(),
+    );
 
     StatefulSet {
         metadata: ctx.metadata(name.clone(), COMPONENT_POSTGRESQL),
@@ -126,11 +135,16 @@ pub fn stateful_set(ctx: &RenderContext<'_>) -> StatefulSet {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(POSTGRES_UID),
                         run_as_group: Some(POSTGRES_UID),
                         fs_group: Some(POSTGRES_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![Container {
@@ -145,11 +159,25 @@ pub fn stateful_set(ctx: &RenderContext<'_>) -> StatefulSet {
                         }]),
                         liveness_probe: Some(Probe {
                             initial_delay_seconds: Some(30),
+                            period_seconds: Some(30),
                             ..ready_check.clone()
                         }),
                         readiness_probe: Some(ready_check),
                         resources: Some(pg.primary.resources.clone()),
-                        volume_mounts: Some(vec![pod::mount("data", DATA_MOUNT), run_mount]),
+                        security_context: Some(SecurityContext {
+                            capabilities: Some(Capabilities {
+                                drop: Some(vec!["ALL".into()]),
+                                add: None,
+                            }),
+                            read_only_root_filesystem: Some(true),
+                            allow_privilege_escalation: Some(false),
+                            ..SecurityContext::default()
+                        }),
+                        volume_mounts: Some(vec![
+                            pod::mount("data", DATA_MOUNT),
+                            run_mount,
+                            tmp_mount,
+                        ]),
                         ..Container::default()
                     }],
                     volumes,

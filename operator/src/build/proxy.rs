@@ -107,14 +107,17 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
     };
     let (tmp, tmp_mount) = pod::empty_dir("tmp", "/tmp");
     let (logs, logs_mount) = pod::empty_dir("logs", "/app/logs");
-    let (config, config_mount) = pod::empty_dir("config", "/app/config");
-    let volumes = vec![tmp, data_volume, logs, config];
-    let mounts = vec![
+    let mut volumes = vec![tmp, data_volume, logs];
+    let mut mounts = vec![
         tmp_mount,
         pod::mount("data", env::CONTAINER_DATA_DIR),
         logs_mount,
-        config_mount,
     ];
+    // No empty volume at /app/config: it would hide the providers file (upstream bug).
+    if let Some((config, config_mount)) = super::providers::volume(ctx) {
+        volumes.push(config);
+        mounts.push(config_mount);
+    }
 
     let selector = ctx.selector_labels(COMPONENT_PROXY);
     let mut pod_labels = spec.pod_labels.clone();

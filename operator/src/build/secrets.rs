@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::Secret;
 use super::{COMPONENT_CONFIG, COMPONENT_MANAGEMENT_TOKEN};
 use crate::render::{GENERATED_ANNOTATION, RenderContext};
 use crate::sources::{
-    CONFIG_POSTGRES_PASSWORD_KEY, Origin, config_secret_name, management_secret_name,
+    CONFIG_POSTGRES_PASSWORD_KEY, DISPATCHER_API_KEY_DEFAULT_KEY, Origin, config_secret_name,
+    management_secret_name,
 };
 
 /// Bytes of entropy of a generated management token (the upstream security guide's 32).
@@ -24,6 +25,10 @@ pub fn config_secret_data(ctx: &RenderContext<'_>) -> BTreeMap<String, Vec<u8>> 
             &spec.secrets.data.management_token
         } else if source.key == llm_proxy_env::DATABASE_URL {
             &spec.secrets.data.database_url
+        } else if source.key == llm_proxy_env::ENCRYPTION_KEY {
+            &spec.secrets.data.encryption_key
+        } else if source.key == DISPATCHER_API_KEY_DEFAULT_KEY {
+            &spec.dispatcher.api_key.value
         } else if source.key == CONFIG_POSTGRES_PASSWORD_KEY {
             &spec.postgresql.auth.password
         } else {

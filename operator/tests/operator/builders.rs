@@ -160,7 +160,7 @@ fn in_cluster_postgres_uses_pgpassword_expansion_and_keeps_the_password_out_of_e
     assert_eq!(names[pg + 1], "DATABASE_URL");
     assert_eq!(
         env(deployment, "DATABASE_URL")["value"],
-        "postgres://llmproxy:$(PGPASSWORD)@demo-postgresql:5432/llmproxy?sslmode=require"
+        "postgres://llmproxy:$(PGPASSWORD)@demo-postgresql:5432/llmproxy?sslmode=disable"
     );
     assert_eq!(
         env(deployment, "PGPASSWORD")["valueFrom"]["secretKeyRef"],
@@ -523,4 +523,197 @@ fn api_failures_back_off_exponentially_up_to_a_cap() {
     assert_eq!(backoff(2).as_secs(), 2);
     assert_eq!(backoff(5).as_secs(), 16);
     assert_eq!(backoff(40), MAX_BACKOFF);
+}
+
+#[test]
+fn providers_render_a_configmap_mounted_read_only_at_app_config() {
+    let all =
+        objects("providers: {openai: {base_url: 'https://api.openai.com', models: [gpt-4o]}}");
+    let config_map = find(&all, "ConfigMap", "demo-providers");
+    let file = config_map["data"]["api_providers.yaml"]
+        .as_str()
+        .expect("providers file");
+    let parsed: Value = serde_saphyr::from_str(file).expect("providers YAML");
+    assert_eq!(
+        parsed,
+        json!({"openai": {"base_url": "https://api.openai.com", "models": ["gpt-4o"]}})
+    );
+    let pod = &find(&all, "Deployment", "demo")["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "config")
+        .expect("config volume");
+    assert_eq!(volume["configMap"]["name"], "demo-providers");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == "config")
+        .expect("config mount");
+    assert_eq!(mount["mountPath"], "/app/config");
+    assert_eq!(mount["readOnly"], true);
+}
+
+#[test]
+fn without_providers_nothing_is_mounted_at_app_config() {
+    for spec in ["{}", "providers: {}", "providers: null"] {
+        let all = objects(spec);
+        assert!(
+            !kinds(&all).contains(&"ConfigMap/demo-providers".to_owned()),
+            "{spec}"
+        );
+        let pod = &find(&all, "Deployment", "demo")["spec"]["template"]["spec"];
+        let text = serde_json::to_string(pod).expect("json");
+        assert!(!text.contains("/app/config"), "{spec}: {text}");
+        assert!(!text.contains("\"config\""), "{spec}: {text}");
+    }
+}
+
+#[test]
+fn changing_providers_changes_the_config_hash() {
+    let referenced = ReferencedData::offline();
+    assert_ne!(
+        hash("providers: {a: {x: 1}}", &referenced),
+        hash("providers: {a: {x: 2}}", &referenced)
+    );
+}
+
+#[test]
+fn plaintext_encryption_key_goes_into_the_config_secret() {
+    let all = objects("secrets: {create: true, data: {encryptionKey: enc-key-42}}");
+    let deployment = find(&all, "Deployment", "demo");
+    assert_eq!(
+        env(deployment, "ENCRYPTION_KEY")["valueFrom"]["secretKeyRef"],
+        json!({"name": "demo-config", "key": "ENCRYPTION_KEY"})
+    );
+    let config = find(&all, "Secret", "demo-config");
+    assert_eq!(config["data"]["ENCRYPTION_KEY"], "ZW5jLWtleS00Mg==");
+    let text = serde_json::to_string(&all).expect("json");
+    assert!(!text.contains("enc-key-42"));
+}
+
+#[test]
+fn plaintext_encryption_key_needs_secrets_create() {
+    let all = objects("secrets: {data: {encryptionKey: enc-key-42}}");
+    let names = env_names(find(&all, "Deployment", "demo"));
+    assert!(!names.contains(&"ENCRYPTION_KEY".to_owned()), "{names:?}");
+}
+
+const DISPATCHER: &str =
+    "env: {LLM_PROXY_EVENT_BUS: redis-streams}\nredis: {external: {addr: 'r:6379'}}\n";
+
+#[test]
+fn dispatcher_api_key_value_goes_into_the_config_secret() {
+    let all = objects(&format!(
+        "{DISPATCHER}dispatcher: {{enabled: true, service: lunary, apiKey: {{value: lun-key-7}}}}"
+    ));
+    let dispatcher = find(&all, "Deployment", "demo-dispatcher");
+    assert_eq!(
+        env(dispatcher, "LLM_PROXY_API_KEY")["valueFrom"]["secretKeyRef"],
+        json!({"name": "demo-config", "key": "DISPATCHER_API_KEY"})
+    );
+    let config = find(&all, "Secret", "demo-config");
+    assert_eq!(config["data"]["DISPATCHER_API_KEY"], "bHVuLWtleS03");
+    let text = serde_json::to_string(&all).expect("json");
+    assert!(!text.contains("lun-key-7"));
+}
+
+#[test]
+fn dispatcher_existing_secret_wins_over_the_value() {
+    let all = objects(&format!(
+        "{DISPATCHER}dispatcher: {{enabled: true, service: lunary, apiKey: {{value: v, existingSecret: {{name: lun, key: K}}}}}}"
+    ));
+    let dispatcher = find(&all, "Deployment", "demo-dispatcher");
+    assert_eq!(
+        env(dispatcher, "LLM_PROXY_API_KEY")["valueFrom"]["secretKeyRef"],
+        json!({"name": "lun", "key": "K"})
+    );
+    assert!(!kinds(&all).contains(&"Secret/demo-config".to_owned()));
+}
+
+#[test]
+fn dispatcher_gets_its_health_address_explicitly() {
+    let all = objects(&format!("{DISPATCHER}dispatcher: {{enabled: true}}"));
+    let dispatcher = find(&all, "Deployment", "demo-dispatcher");
+    assert_eq!(env_names(dispatcher)[0], "DISPATCHER_HEALTH_ADDR");
+    assert_eq!(env(dispatcher, "DISPATCHER_HEALTH_ADDR")["value"], ":8081");
+}
+
+#[test]
+fn in_cluster_postgres_runs_hardened_with_a_writable_tmp() {
+    let all =
+        objects("{env: {DB_DRIVER: postgres}, postgresql: {enabled: true, auth: {password: pw}}}");
+    let pod = &find(&all, "StatefulSet", "demo-postgresql")["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"],
+        json!({
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false
+        })
+    );
+    let mounts: Vec<&str> = container["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .filter_map(|m| m["mountPath"].as_str())
+        .collect();
+    assert_eq!(
+        mounts,
+        ["/var/lib/postgresql/data", "/var/run/postgresql", "/tmp"]
+    );
+    let tmp = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "tmp")
+        .expect("tmp volume");
+    assert!(tmp.get("emptyDir").is_some());
+}
+
+#[test]
+fn postgres_ssl_mode_defaults_to_disable_and_can_be_set() {
+    let spec = "{env: {DB_DRIVER: postgres}, postgresql: {enabled: true, sslMode: verify-full, auth: {password: pw}}}";
+    let all = objects(spec);
+    let url = env(find(&all, "Deployment", "demo"), "DATABASE_URL")["value"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert!(url.ends_with("?sslmode=verify-full"), "{url}");
+}
+
+#[test]
+fn service_monitor_passes_relabelings_through() {
+    let mut referenced = ReferencedData::offline();
+    referenced.service_monitor_crd_served = true;
+    let all = render(
+        &proxy(
+            "metrics: {enabled: true, serviceMonitor: {enabled: true, relabelings: [{action: replace, targetLabel: team, replacement: ml}], metricRelabelings: [{action: drop, sourceLabels: [__name__], regex: 'go_.*'}]}}",
+        ),
+        &referenced,
+        &OperatorConfig::default(),
+    )
+    .expect("render");
+    let endpoint = &find(&all, "ServiceMonitor", "demo")["spec"]["endpoints"][0];
+    assert_eq!(
+        endpoint["relabelings"],
+        json!([{"action": "replace", "targetLabel": "team", "replacement": "ml"}])
+    );
+    assert_eq!(
+        endpoint["metricRelabelings"],
+        json!([{"action": "drop", "sourceLabels": ["__name__"], "regex": "go_.*"}])
+    );
+}
+
+#[test]
+fn redis_enabled_is_accepted_and_has_no_effect() {
+    assert_eq!(objects("redis: {enabled: true}"), objects("{}"));
 }

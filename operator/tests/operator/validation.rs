@@ -60,6 +60,14 @@ fn cases() -> Vec<(&'static str, String, Option<String>)> {
         ),
     );
     add(
+        "secrets: {encryptionKey: {required: true}}",
+        same(validate::ENCRYPTION_KEY_REQUIRED),
+    );
+    add(
+        "secrets: {encryptionKey: {required: true}, data: {encryptionKey: k}}",
+        same(validate::ENCRYPTION_KEY_REQUIRED),
+    );
+    add(
         "replicaCount: 3",
         same(
             "Configuration error: DB_DRIVER is 'sqlite' but the deployment can scale to 3 replicas. SQLite is not supported for multi-pod deployments. Set env.DB_DRIVER to 'mysql' or 'postgres' and configure secrets.databaseUrl / mysql.enabled / postgresql.enabled.",
@@ -106,6 +114,9 @@ fn valid_specs_pass_both_checks() {
         "{autoscaling: {enabled: true, maxReplicas: 1}}",
         "{autoscaling: {enabled: true, maxReplicas: 1, targetCPUUtilizationPercentage: null, targetMemoryUtilizationPercentage: 70}}",
         "{env: {LLM_PROXY_EVENT_BUS: redis-streams}, redis: {external: {addr: 'r:6379'}}, dispatcher: {enabled: true}}",
+        "{env: {LLM_PROXY_EVENT_BUS: redis-streams}, redis: {enabled: true, external: {addr: 'r:6379'}}, dispatcher: {enabled: true, service: helicone, apiKey: {value: k}}}",
+        "{secrets: {encryptionKey: {required: true, existingSecret: {name: enc}}}}",
+        "{secrets: {create: true, data: {encryptionKey: k}, encryptionKey: {required: true}}}",
     ] {
         assert_eq!(validate(&proxy(spec).spec), Ok(()), "{spec}");
         assert_eq!(cel_errors(&raw(spec)), Vec::<String>::new(), "{spec}");
