@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 #[x_kube(
     validation = Rule::new(cel::DISPATCHER_BUS).message(Message::Expression(cel::DISPATCHER_BUS_MSG.into())),
     validation = Rule::new(cel::DISPATCHER_ADDR).message(Message::Expression(cel::DISPATCHER_ADDR_MSG.into())),
+    validation = Rule::new(cel::DISPATCHER_SERVICE).message(Message::Expression(cel::DISPATCHER_SERVICE_MSG.into())),
     validation = Rule::new(cel::DISPATCHER_API_KEY).message(Message::Expression(cel::DISPATCHER_API_KEY_MSG.into())),
     validation = Rule::new(cel::REDIS_ADDR).message(Message::Expression(cel::REDIS_ADDR_MSG.into())),
     validation = Rule::new(cel::POSTGRES_BOTH).message(crate::validate::POSTGRES_BOTH),
@@ -973,6 +974,18 @@ mod cel {
         "\"Configuration error: Dispatcher is enabled with LLM_PROXY_EVENT_BUS='\" + ",
         bus!(),
         " + \"' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address.\""
+    );
+    pub const DISPATCHER_SERVICE: &str = concat!(
+        "!",
+        dispatcher_enabled!(),
+        " || ",
+        dispatcher_service!(),
+        " in ['file', 'lunary', 'helicone']"
+    );
+    pub const DISPATCHER_SERVICE_MSG: &str = concat!(
+        "\"Configuration error: dispatcher.service is set to '\" + ",
+        dispatcher_service!(),
+        " + \"'. Please set it to 'file', 'lunary' or 'helicone'.\""
     );
     pub const DISPATCHER_API_KEY: &str = concat!(
         "!",

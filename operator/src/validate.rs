@@ -16,6 +16,9 @@ pub const POSTGRES_NO_PASSWORD: &str = "Configuration error: postgresql.enabled=
 /// `validateEncryptionKeyConfig`: `secrets.encryptionKey.required` without a key.
 pub const ENCRYPTION_KEY_REQUIRED: &str = "Configuration error: ENCRYPTION_KEY is required but not configured. Provide secrets.encryptionKey.existingSecret.name (recommended) or set secrets.create=true and secrets.data.encryptionKey (development only).";
 
+/// The dispatcher backends the chart accepts.
+pub const DISPATCHER_SERVICES: &[&str] = &["file", "lunary", "helicone"];
+
 /// A spec the chart would refuse; the message is the chart's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -71,6 +74,12 @@ pub fn validate(spec: &LlmProxySpec) -> Result<(), InvalidSpec> {
         if redis_addr_empty {
             return fail(format!(
                 "Configuration error: Dispatcher is enabled with LLM_PROXY_EVENT_BUS='{bus}' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address."
+            ));
+        }
+        if !DISPATCHER_SERVICES.contains(&dispatcher.service.as_str()) {
+            return fail(format!(
+                "Configuration error: dispatcher.service is set to '{}'. Please set it to 'file', 'lunary' or 'helicone'.",
+                dispatcher.service
             ));
         }
         if dispatcher.service != "file"

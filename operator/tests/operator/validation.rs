@@ -36,6 +36,12 @@ fn cases() -> Vec<(&'static str, String, Option<String>)> {
         ),
     );
     add(
+        "{env: {LLM_PROXY_EVENT_BUS: redis-streams}, redis: {external: {addr: 'r:6379'}}, dispatcher: {enabled: true, service: kafka}}",
+        same(
+            "Configuration error: dispatcher.service is set to 'kafka'. Please set it to 'file', 'lunary' or 'helicone'.",
+        ),
+    );
+    add(
         "env: {LLM_PROXY_EVENT_BUS: redis}",
         same(
             "Configuration error: LLM_PROXY_EVENT_BUS is set to 'redis' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address (e.g., 'redis.example.com:6379') or change LLM_PROXY_EVENT_BUS to 'in-memory' for single-instance deployments.",
