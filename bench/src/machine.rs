@@ -47,8 +47,26 @@ pub fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPUs of the machine (`processor` entries of `/proc/cpuinfo`): neither the affinity mask of
+/// the pinned runner nor a cgroup quota, which `available_parallelism` would report.
 pub fn nproc() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .map(|cpuinfo| count_processors(&cpuinfo))
+        .filter(|count| *count > 0)
+        .unwrap_or(1)
+}
+
+/// Number of `processor` entries in `/proc/cpuinfo` text.
+pub fn count_processors(cpuinfo: &str) -> usize {
+    cpuinfo
+        .lines()
+        .filter(|line| {
+            line.split(':')
+                .next()
+                .is_some_and(|key| key.trim() == "processor")
+        })
+        .count()
 }
 
 /// Short commit of the work tree, with `-dirty` when it has uncommitted changes.
@@ -107,6 +125,10 @@ mod tests {
         assert_eq!(parse_vm_rss_kib(status), Some(12345));
         assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
         assert_eq!(parse_cpu_model(""), None);
+        assert_eq!(
+            count_processors("processor\t: 0\nmodel name\t: x\n\nprocessor\t: 1\n"),
+            2
+        );
     }
 
     #[test]
