@@ -5,7 +5,8 @@ usage: compare_render.py HELM OPERATOR_BINARY LLMPROXY_FILE [...]
 For each LlmProxy file, `OPERATOR_BINARY render -f FILE` is compared with `helm template <name> charts/llm-proxy`
 given the LlmProxy's spec as values (spec keys are the chart's value keys) and fullnameOverride=<name>. For every
 Deployment, StatefulSet and Service either side renders, both must render it, with equal selectors, container
-names, args, env var names in order, ports, probe paths and volume mount paths. Secrets and ConfigMaps are not
+names, args, env var names in order, ports, probe paths, volume mount paths and the pod's service-account-token and
+Service-link switches. Secrets and ConfigMaps are not
 compared: the operator owns different ones (generated management token, rendered plaintext values), and the
 MANAGEMENT_TOKEN env the operator adds for its generated token is ignored when the chart has none.
 Exit status 1 on any difference. Run with the Python of scripts/tools.sh.
@@ -40,6 +41,8 @@ def shape(obj):
     pod = spec["template"]["spec"]
     return {
         "selector": spec["selector"]["matchLabels"],
+        "automountServiceAccountToken": pod.get("automountServiceAccountToken"),
+        "enableServiceLinks": pod.get("enableServiceLinks"),
         "containers": [
             {
                 "name": c["name"],

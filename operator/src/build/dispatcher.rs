@@ -134,6 +134,8 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
                     image_pull_secrets: non_empty(spec.image_pull_secrets.clone()),
                     security_context: Some(
                         dispatcher

@@ -164,6 +164,9 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
+                    // The proxy never calls the Kubernetes API; Service-link variables could shadow its own env.
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
                     image_pull_secrets: non_empty(spec.image_pull_secrets.clone()),
                     security_context: Some(spec.pod_security_context.clone()),
                     containers: vec![container],
