@@ -217,6 +217,16 @@ impl EventPublisher {
         }
     }
 
+    /// Whether a published event can reach anyone. An in-memory bus without subscribers discards
+    /// every event, so the data path skips capturing bodies for it; Redis Streams always has an
+    /// audience (the stream itself).
+    pub fn has_audience(&self) -> bool {
+        match &self.inner.sink {
+            Sink::InMemory(sender) => sender.receiver_count() > 0,
+            Sink::RedisStreams(_) => true,
+        }
+    }
+
     /// A new subscriber of the in-memory bus (it sees events published from now on); `None` on Redis,
     /// where the dispatcher reads the stream with a [`crate::StreamConsumer`] instead.
     pub fn subscribe(&self) -> Option<EventSubscription> {

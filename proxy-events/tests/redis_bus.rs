@@ -312,6 +312,16 @@ async fn in_memory_bus_fans_out_and_counts_lagging_subscribers() {
     assert!(publisher.health().connected);
 }
 
+#[tokio::test]
+async fn an_in_memory_bus_has_an_audience_only_while_someone_subscribes() {
+    let publisher = EventPublisher::in_memory(2);
+    assert!(!publisher.has_audience());
+    let subscription = publisher.subscribe().unwrap();
+    assert!(publisher.has_audience());
+    drop(subscription);
+    assert!(!publisher.has_audience());
+}
+
 /// A private redis-server on a fixed port, killed by PID on drop.
 struct PrivateRedis {
     port: u16,

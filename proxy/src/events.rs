@@ -48,6 +48,12 @@ impl EventTap {
         }
     }
 
+    /// Whether an event would reach anyone (see [`EventPublisher::has_audience`]); when not, the data
+    /// path records nothing.
+    pub fn is_heard(&self) -> bool {
+        self.publisher.has_audience()
+    }
+
     /// Starts the event of a response about to be sent.
     pub fn record(
         &self,

@@ -285,7 +285,7 @@ fn finish(
     let status = response.status();
     let error_code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     let recording = match (&state.events, facts) {
-        (Some(tap), Some(facts)) => Some(tap.record(
+        (Some(tap), Some(facts)) if tap.is_heard() => Some(tap.record(
             ctx.id,
             &ctx.method,
             &ctx.path,
