@@ -193,7 +193,7 @@ impl RedisSettings {
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let url = read_var(lookup, env::REDIS_URL);
         if !url.is_empty() {
-            return Self::from_url(&url);
+            return Self::from_url(env::REDIS_URL, &url);
         }
         let addr = read_var(lookup, env::REDIS_ADDR);
         let db: i64 = read_number(lookup, env::REDIS_DB, 0, "expected a database number >= 0")?;
@@ -201,9 +201,10 @@ impl RedisSettings {
         Self::from_parts(&addr, db, &password)
     }
 
-    fn from_url(url: &str) -> Result<Self, ConfigError> {
+    /// Reads a full `redis://` or `rediss://` URL held by the variable `name` (which errors name).
+    pub fn from_url(name: &'static str, url: &str) -> Result<Self, ConfigError> {
         let invalid = || ConfigError::InvalidSecret {
-            name: env::REDIS_URL,
+            name,
             reason: "expected a redis:// or rediss:// URL",
         };
         let parsed = redis::parse_redis_url(url).ok_or_else(invalid)?;
@@ -213,7 +214,7 @@ impl RedisSettings {
         let host = parsed.host_str().unwrap_or_default().to_string();
         if host.is_empty() {
             return Err(ConfigError::InvalidSecret {
-                name: env::REDIS_URL,
+                name,
                 reason: "the URL has no host",
             });
         }

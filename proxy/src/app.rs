@@ -39,6 +39,7 @@ use crate::health::{self, Readiness};
 use crate::manage::{self, CacheInvalidator, ManageState};
 use crate::metrics::Metrics;
 use crate::projects::{ProjectGate, ProjectSettings};
+use crate::redis_link::{ConnectionManager, FeatureHealth};
 use crate::tokens::{TokenAuthority, TokenSettings};
 use crate::upstream;
 
@@ -67,15 +68,44 @@ impl CacheInvalidator for ProxyCaches {
     }
 }
 
-/// Builds the application. `events` is `None` when observability is off; `breaker` is a parameter
-/// so tests can use a short cool-down.
-pub fn build(
-    config: &ServerConfig,
-    store: Arc<dyn Store>,
-    audit: Audit,
-    events: Option<EventPublisher>,
-    breaker: CircuitBreaker,
-) -> App {
+/// What the application is built on, created by the caller (the server, tests, benchmarks).
+pub struct Dependencies {
+    pub store: Arc<dyn Store>,
+    pub audit: Audit,
+    /// `None` when observability is off.
+    pub events: Option<EventPublisher>,
+    /// A parameter so tests can use a short cool-down.
+    pub breaker: CircuitBreaker,
+    /// The shared Redis connection ([`crate::redis_link::shared_connection`]); `None` when no
+    /// configured feature uses Redis.
+    pub redis: Option<ConnectionManager>,
+}
+
+impl Dependencies {
+    /// The usual dependencies without Redis.
+    pub fn new(store: Arc<dyn Store>, audit: Audit, events: Option<EventPublisher>) -> Self {
+        Self {
+            store,
+            audit,
+            events,
+            breaker: CircuitBreaker::default(),
+            redis: None,
+        }
+    }
+}
+
+/// Builds the application.
+pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
+    let Dependencies {
+        store,
+        audit,
+        events,
+        breaker,
+        redis,
+    } = deps;
+    // Used by the Redis-backed features (cache, rate limits) as they are wired in.
+    let _shared_redis = redis;
+    let redis_features: Vec<Arc<FeatureHealth>> = Vec::new();
     let ready_events = events.clone();
     let mut metrics = Metrics::new();
     if let Some(publisher) = &events {
@@ -137,6 +167,7 @@ pub fn build(
                 .with_state(Readiness {
                     store,
                     events: ready_events,
+                    redis_features,
                 }),
         )
         .merge(manage);

@@ -12,6 +12,7 @@ use llm_proxy_store::Store;
 use serde_json::json;
 
 use crate::forward::ProxyState;
+use crate::redis_link::FeatureHealth;
 
 /// Longest wait for the database ping of `/ready`.
 const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,10 +38,13 @@ pub struct Readiness {
     pub store: Arc<dyn Store>,
     /// The event bus, when observability is on.
     pub events: Option<EventPublisher>,
+    /// Redis-backed features other than the bus (cache, rate limits); each degrades on its own.
+    pub redis_features: Vec<Arc<FeatureHealth>>,
 }
 
-/// `GET /ready`: 200 only when the database answers. A degraded event bus (Redis unreachable; events
-/// are buffered meanwhile) is reported but does not make the proxy unready.
+/// `GET /ready`: 200 only when the database answers. Redis-backed dependencies (event bus, cache,
+/// rate limits) are reported one by one as `ok` or `degraded` but never make the proxy unready:
+/// each has its own fallback (buffered events, cache bypass, the rate-limit failure policy).
 pub async fn ready(State(readiness): State<Readiness>) -> Response {
     let database = match tokio::time::timeout(READY_PING_TIMEOUT, readiness.store.ping()).await {
         Ok(Ok(())) => true,
@@ -60,10 +64,23 @@ pub async fn ready(State(readiness): State<Readiness>) -> Response {
             "degraded"
         }
     });
-    let checks = json!({
-        "database": if database { "ok" } else { "unavailable" },
-        "event_bus": event_bus.unwrap_or("disabled"),
-    });
+    let mut checks = serde_json::Map::new();
+    checks.insert(
+        "database".to_owned(),
+        json!(if database { "ok" } else { "unavailable" }),
+    );
+    checks.insert(
+        "event_bus".to_owned(),
+        json!(event_bus.unwrap_or("disabled")),
+    );
+    for feature in &readiness.redis_features {
+        let state = if feature.is_degraded() {
+            "degraded"
+        } else {
+            "ok"
+        };
+        checks.insert(feature.name().to_owned(), json!(state));
+    }
     if database {
         Json(json!({"status": "ready", "checks": checks})).into_response()
     } else {

@@ -3,7 +3,8 @@
 //! Modules: [`config`] (environment and provider file, parsed once), [`app`] (router and state),
 //! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission), [`upstream`] (the pooled
 //! client), [`breaker`], [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
-//! [`server`] (listener and shutdown) and [`secret`].
+//! [`redis_link`] (the shared
+//! Redis connection and per-feature health), [`server`] (listener and shutdown) and [`secret`].
 
 pub mod app;
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod logging;
 pub mod manage;
 pub mod metrics;
 pub mod projects;
+pub mod redis_link;
 pub mod secret;
 pub mod server;
 pub mod tokens;

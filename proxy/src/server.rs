@@ -5,14 +5,14 @@
 //! `SHUTDOWN_TIMEOUT` has passed.
 
 use axum::serve::ListenerExt;
-use llm_proxy_events::{EventPublisher, PUBLISHER_REDIS_TIMEOUT, RedisSettings, StreamTarget};
+use llm_proxy_events::{EventPublisher, StreamTarget};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::audit::{Audit, AuditError};
-use crate::breaker::CircuitBreaker;
 use crate::config::{EventBusKind, ServerConfig};
+use crate::redis_link::ConnectionManager;
 
 /// Longest wait for the last usage flush at exit (connections cut by the shutdown timeout may
 /// still hold the queue open).
@@ -30,6 +30,8 @@ pub enum ServerError {
     Audit(#[from] AuditError),
     #[error("event bus: {0}")]
     EventBus(String),
+    #[error("redis: {0}")]
+    Redis(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -43,8 +45,10 @@ pub enum ServerError {
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = llm_proxy_store::connect(&config.store).await?;
     let audit = Audit::start(&config.audit, store.clone()).await?;
+    let redis = crate::redis_link::shared_connection(&config)
+        .map_err(|e| ServerError::Redis(e.to_string()))?;
     let events = if config.observability.enabled {
-        Some(event_publisher(&config)?)
+        Some(event_publisher(&config, redis.clone())?)
     } else {
         None
     };
@@ -62,10 +66,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         ..
     } = app::build(
         &config,
-        store.clone(),
-        audit,
-        events.clone(),
-        CircuitBreaker::default(),
+        app::Dependencies {
+            redis,
+            ..app::Dependencies::new(store.clone(), audit, events.clone())
+        },
     );
     // Only the router (through /v1 and the management API's invalidator) may keep the data path's
     // state alive, so the usage queue closes with it.
@@ -126,16 +130,17 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
 }
 
 /// The bus selected by `LLM_PROXY_EVENT_BUS`, holding up to `OBSERVABILITY_BUFFER_SIZE` events.
-fn event_publisher(config: &ServerConfig) -> Result<EventPublisher, ServerError> {
+fn event_publisher(
+    config: &ServerConfig,
+    redis: Option<ConnectionManager>,
+) -> Result<EventPublisher, ServerError> {
     let buffer = config.observability.buffer_size;
     match config.event_bus {
         EventBusKind::InMemory => Ok(EventPublisher::in_memory(buffer)),
         EventBusKind::RedisStreams => {
-            let settings =
-                RedisSettings::from_env().map_err(|e| ServerError::EventBus(e.to_string()))?;
-            let connection = settings
-                .connection_manager(PUBLISHER_REDIS_TIMEOUT)
-                .map_err(|e| ServerError::EventBus(e.to_string()))?;
+            let connection = redis.ok_or_else(|| {
+                ServerError::EventBus("the Redis connection was not created".to_owned())
+            })?;
             let target = StreamTarget {
                 stream_key: config.redis.stream_key.clone(),
                 max_len: config.redis.stream_max_len,

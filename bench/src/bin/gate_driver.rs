@@ -13,7 +13,6 @@ use clap::Parser;
 use http::{HeaderValue, StatusCode, Uri};
 use llm_proxy::app;
 use llm_proxy::audit::Audit;
-use llm_proxy::breaker::CircuitBreaker;
 use llm_proxy::config::ServerConfig;
 use llm_proxy_bench::error::BenchError;
 use llm_proxy_bench::gate::Scenario;
@@ -114,13 +113,8 @@ async fn drive_in(
         .await
         .map_err(|e| BenchError::Gate(format!("audit: {e}")))?;
     let events = EventPublisher::in_memory(config.observability.buffer_size);
-    let app::App { router, caches, .. } = app::build(
-        &config,
-        store,
-        audit,
-        Some(events),
-        CircuitBreaker::default(),
-    );
+    let app::App { router, caches, .. } =
+        app::build(&config, app::Dependencies::new(store, audit, Some(events)));
     // As in the server: only the router keeps the data path's state alive.
     drop(caches);
 

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use llm_proxy_env as env;
+use llm_proxy_events::RedisSettings;
 use llm_proxy_store::{Driver, EncryptionKey, StoreConfig};
 
 pub use providers::{ParamRule, Provider, ProviderError, fallback_provider, glob_match};
@@ -33,6 +34,26 @@ pub enum ConfigError {
     InvalidSecret { name: &'static str, reason: String },
     #[error("{0}")]
     Provider(#[from] ProviderError),
+}
+
+impl From<llm_proxy_events::ConfigError> for ConfigError {
+    fn from(err: llm_proxy_events::ConfigError) -> Self {
+        match err {
+            llm_proxy_events::ConfigError::Invalid {
+                name,
+                value,
+                reason,
+            } => Self::Invalid {
+                name,
+                value,
+                reason: reason.to_owned(),
+            },
+            llm_proxy_events::ConfigError::InvalidSecret { name, reason } => Self::InvalidSecret {
+                name,
+                reason: reason.to_owned(),
+            },
+        }
+    }
 }
 
 /// Everything `llm-proxy server` needs, validated.
@@ -126,13 +147,11 @@ pub enum EventBusKind {
     RedisStreams,
 }
 
+/// Redis as every feature of the process reaches it (`REDIS_URL`, else `REDIS_ADDR` + `REDIS_DB` +
+/// `REDIS_PASSWORD`), parsed by the event-bus crate so the server and the dispatcher agree.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `REDIS_URL` when set; otherwise built from address, database and password by the client.
-    pub url: Option<Secret>,
-    pub addr: String,
-    pub db: u32,
-    pub password: Option<Secret>,
+    pub settings: RedisSettings,
     pub stream_key: String,
     pub stream_max_len: u64,
 }
@@ -151,7 +170,8 @@ pub struct HttpCacheConfig {
     pub max_object_bytes: u64,
     pub max_bytes: u64,
     pub default_ttl: Duration,
-    pub redis_url: Option<Secret>,
+    /// `REDIS_CACHE_URL`: a separate Redis for the cache; `None` = the shared connection.
+    pub redis: Option<RedisSettings>,
     pub key_prefix: String,
     pub redis_timeout: Duration,
 }
@@ -164,6 +184,18 @@ pub struct RateLimitConfig {
     pub window: Duration,
     pub max: u64,
     pub fail_open: bool,
+}
+
+impl ServerConfig {
+    /// Whether a feature uses the shared Redis connection: the Redis Streams bus, the `redis` cache
+    /// backend without its own `REDIS_CACHE_URL`, or distributed rate limits.
+    pub fn needs_shared_redis(&self) -> bool {
+        self.event_bus == EventBusKind::RedisStreams
+            || (self.http_cache.enabled
+                && self.http_cache.backend == HttpCacheBackend::Redis
+                && self.http_cache.redis.is_none())
+            || self.rate_limit.enabled
+    }
 }
 
 /// Reads variables through a lookup function so tests never touch the process environment.
@@ -404,10 +436,7 @@ impl ServerConfig {
                 ],
             )?,
             redis: RedisConfig {
-                url: redis_url(&e, env::REDIS_URL)?,
-                addr: e.raw(env::REDIS_ADDR).trim().to_owned(),
-                db: e.u32(env::REDIS_DB)?,
-                password: e.secret(env::REDIS_PASSWORD),
+                settings: RedisSettings::from_lookup(&e.lookup)?,
                 stream_key: e.raw(env::REDIS_STREAM_KEY).trim().to_owned(),
                 stream_max_len: e.count(env::REDIS_STREAM_MAX_LEN)?,
             },
@@ -424,7 +453,10 @@ impl ServerConfig {
                 max_object_bytes: e.parse(env::HTTP_CACHE_MAX_OBJECT_BYTES, values::parse_size)?,
                 max_bytes: e.parse(env::HTTP_CACHE_MAX_BYTES, values::parse_size)?,
                 default_ttl: e.duration(env::HTTP_CACHE_DEFAULT_TTL)?,
-                redis_url: redis_url(&e, env::REDIS_CACHE_URL)?,
+                redis: e
+                    .secret(env::REDIS_CACHE_URL)
+                    .map(|url| RedisSettings::from_url(env::REDIS_CACHE_URL, url.expose()))
+                    .transpose()?,
                 key_prefix: e.raw(env::REDIS_CACHE_KEY_PREFIX),
                 redis_timeout: e.duration(env::REDIS_CACHE_TIMEOUT)?,
             },
@@ -491,23 +523,6 @@ fn store_config<F: Fn(&str) -> Option<String>>(
         conn_max_lifetime: e.duration(env::DATABASE_CONN_MAX_LIFETIME)?,
         encryption_key,
     })
-}
-
-fn redis_url<F: Fn(&str) -> Option<String>>(
-    e: &Env<F>,
-    name: &'static str,
-) -> Result<Option<Secret>, ConfigError> {
-    match e.secret(name) {
-        Some(url)
-            if !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://")) =>
-        {
-            Err(ConfigError::InvalidSecret {
-                name,
-                reason: "expected a redis:// or rediss:// URL".to_owned(),
-            })
-        }
-        other => Ok(other),
-    }
 }
 
 #[cfg(test)]

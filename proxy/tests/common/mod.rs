@@ -139,10 +139,10 @@ impl Harness {
         let events = EventPublisher::in_memory(config.observability.buffer_size);
         let app = app::build(
             &config,
-            store.clone(),
-            audit,
-            Some(events.clone()),
-            options.breaker,
+            app::Dependencies {
+                breaker: options.breaker,
+                ..app::Dependencies::new(store.clone(), audit, Some(events.clone()))
+            },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
