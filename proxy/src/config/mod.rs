@@ -745,6 +745,33 @@ mod tests {
             "{message}"
         );
         assert!(config(&[(env::REDIS_URL, "rediss://:pw@host:6380/0")]).is_ok());
+        let message = error(&[(env::REDIS_CACHE_URL, "memcached://:pw@host")]);
+        assert!(
+            message.contains("REDIS_CACHE_URL") && !message.contains("pw@"),
+            "{message}"
+        );
+        let message = error(&[(env::REDIS_ADDR, "redis-without-port")]);
+        assert!(
+            message.contains("REDIS_ADDR") && message.contains("host:port"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_shared_redis_connection_exists_only_for_features_that_use_it() {
+        assert!(!config(&[]).unwrap().needs_shared_redis());
+        let bus = config(&[(env::LLM_PROXY_EVENT_BUS, "redis")]).unwrap();
+        assert!(bus.needs_shared_redis());
+        let cache = config(&[(env::HTTP_CACHE_BACKEND, "redis")]).unwrap();
+        assert!(cache.needs_shared_redis());
+        let own_cache = config(&[
+            (env::HTTP_CACHE_BACKEND, "redis"),
+            (env::REDIS_CACHE_URL, "redis://cache:6379/1"),
+        ])
+        .unwrap();
+        assert!(!own_cache.needs_shared_redis());
+        let limits = config(&[(env::DISTRIBUTED_RATE_LIMIT_ENABLED, "true")]).unwrap();
+        assert!(limits.needs_shared_redis());
     }
 
     #[test]
