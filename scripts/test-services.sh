@@ -4,7 +4,8 @@
 #   LLM_PROXY_TEST_DATABASE_URL  postgres://postgres@127.0.0.1:PORT/postgres  (superuser, trust auth:
 #                                tests create their own databases)
 #   LLM_PROXY_TEST_REDIS_URL     redis://127.0.0.1:PORT/
-#   LLM_PROXY_TEST_REDIS_PORT    PORT (tests that restart Redis use scripts/test-redis.sh)
+#   LLM_PROXY_TEST_REDIS_PORT    PORT (tests that stop or restart Redis start their own private server:
+#                                llm_proxy_mocks::redis_server)
 # A variable that is already set is used as it is and that server is not started.
 # Missing server binaries are installed from Debian when running as root; otherwise the script stops
 # with the exact command to run. Nothing is ever skipped silently.

@@ -15,6 +15,7 @@ use llm_proxy_env as env;
 use llm_proxy_events::{EventPublisher, InstrumentationEvent, RedisSettings, StreamTarget, Usage};
 use llm_proxy_mocks::helicone::MockHelicone;
 use llm_proxy_mocks::lunary::{MockLunary, RecordedRequest};
+use llm_proxy_mocks::redis_server::PrivateRedis;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -603,56 +604,6 @@ async fn shutdown_is_bounded_while_the_backend_keeps_failing_and_leaves_entries_
     );
 }
 
-/// A private redis-server on a fixed port, killed by PID on drop.
-struct PrivateRedis {
-    child: std::process::Child,
-}
-
-impl PrivateRedis {
-    async fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(std::env::temp_dir())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test-services.sh installs it)");
-        let url = format!("redis://127.0.0.1:{port}/");
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Ok(client) = redis::Client::open(url.as_str())
-                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                    && redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok()
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("private redis-server did not come up");
-        Self { child }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn dispatcher_recovers_when_redis_restarts() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -661,7 +612,7 @@ async fn dispatcher_recovers_when_redis_restarts() {
         .unwrap()
         .port();
     let url = format!("redis://127.0.0.1:{port}/");
-    let redis = PrivateRedis::start(port).await;
+    let redis = PrivateRedis::start(port).await.unwrap();
     let lunary = MockLunary::start().await.unwrap();
     let stream = unique_key("restart");
     let config = config_with(
@@ -706,7 +657,7 @@ async fn dispatcher_recovers_when_redis_restarts() {
     );
 
     // The restarted server is empty: the dispatcher re-creates the group and goes on.
-    let _redis = PrivateRedis::start(port).await;
+    let _redis = PrivateRedis::start(port).await.unwrap();
     let after = publisher(&url);
     after.publish(chat_event("after", "y"));
     after.shutdown(WAIT).await;

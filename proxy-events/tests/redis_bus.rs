@@ -11,6 +11,7 @@ use llm_proxy_events::{
     ConsumerSettings, Delivery, EventPublisher, InstrumentationEvent, MalformedEntry,
     RedisSettings, StreamConsumer, StreamEntry, StreamTarget,
 };
+use llm_proxy_mocks::redis_server::PrivateRedis;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -322,84 +323,10 @@ async fn an_in_memory_bus_has_an_audience_only_while_someone_subscribes() {
     assert!(!publisher.has_audience());
 }
 
-/// A private redis-server on a fixed port, killed by PID on drop.
-struct PrivateRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    async fn start(port: u16) -> Self {
-        let dir = std::env::temp_dir();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test-services.sh installs it)");
-        let redis = Self {
-            port,
-            child: Some(child),
-        };
-        let url = redis.url();
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Ok(client) = redis::Client::open(url.as_str())
-                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                    && redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok()
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("private redis-server did not come up");
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn publisher_buffers_while_redis_is_down_and_delivers_after_it_returns() {
-    let port = PrivateRedis::free_port();
-    let mut redis = PrivateRedis::start(port).await;
+    let port = PrivateRedis::free_port().unwrap();
+    let mut redis = PrivateRedis::start(port).await.unwrap();
     let url = redis.url();
     let key = unique_key("outage");
     let publisher = EventPublisher::redis_streams(
@@ -427,7 +354,7 @@ async fn publisher_buffers_while_redis_is_down_and_delivers_after_it_returns() {
     assert_eq!(publisher.health().queued, 5);
     assert_eq!(publisher.metrics().connected.get(), 0);
 
-    let _restarted = PrivateRedis::start(port).await;
+    let _restarted = PrivateRedis::start(port).await.unwrap();
     wait_until("buffered events written", || {
         publisher.metrics().written.get() == 7
     })
@@ -463,7 +390,7 @@ async fn shutdown_flushes_the_queue_within_its_bound_and_refuses_later_events() 
     assert_eq!(publisher.metrics().dropped.get(), 1);
 
     // Against an unreachable Redis the bound wins and the queued events are counted as dropped.
-    let port = PrivateRedis::free_port();
+    let port = PrivateRedis::free_port().unwrap();
     let unreachable = format!("redis://127.0.0.1:{port}/");
     let stuck = EventPublisher::redis_streams(
         connection(&unreachable),
