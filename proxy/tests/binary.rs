@@ -519,3 +519,123 @@ async fn dispatcher_subcommand_serves_health_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// Events published to the stream so far, by request id.
+async fn stream_request_ids(redis_url: &str, stream_key: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url).unwrap();
+    let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+        return Vec::new();
+    };
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream_key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap_or_default();
+    entries
+        .ids
+        .iter()
+        .filter_map(|entry| entry.get::<String>("data"))
+        .filter_map(|data| serde_json::from_str::<serde_json::Value>(&data).ok())
+        .filter_map(|event| event["RequestID"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn ready_checks(addr: &str) -> serde_json::Value {
+    let reply = common::send(
+        &common::http_client(),
+        Request::get(format!("http://{addr}/ready"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "Redis never makes the proxy unready");
+    serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap()["checks"].clone()
+}
+
+#[tokio::test]
+async fn a_redis_restart_keeps_the_proxy_serving_and_the_buffered_events_arrive() {
+    let mut redis = llm_proxy_mocks::redis_server::PrivateRedis::start_on_free_port()
+        .await
+        .unwrap();
+    let redis_url = redis.url();
+    let stream_key = format!("proxy-restart-test-{}", uuid::Uuid::new_v4());
+    let dir = TempDir::new();
+    let mock = MockOpenAi::start().await.unwrap();
+    let token = seed(&dir, None).await;
+    let mut running = start(
+        &dir,
+        &[
+            (env::OPENAI_API_URL, mock.url()),
+            (env::LLM_PROXY_EVENT_BUS, "redis".into()),
+            (env::REDIS_URL, redis_url.clone()),
+            (env::REDIS_STREAM_KEY, stream_key.clone()),
+        ],
+    )
+    .await;
+    let client = common::http_client();
+    let chat = || {
+        common::send(
+            &client,
+            Request::post(format!("http://{}/v1/chat/completions", running.addr))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
+                .unwrap(),
+        )
+    };
+    let request_id =
+        |reply: &common::Reply| reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(20);
+
+    let before = chat().await;
+    assert_eq!(before.status, 200);
+    let first = request_id(&before);
+    let until = deadline();
+    while !stream_request_ids(&redis_url, &stream_key)
+        .await
+        .contains(&first)
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the first event never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    redis.kill();
+    let mut during = Vec::new();
+    for _ in 0..3 {
+        let reply = chat().await;
+        assert_eq!(
+            reply.status, 200,
+            "a Redis outage never fails a /v1 request"
+        );
+        during.push(request_id(&reply));
+    }
+    let until = deadline();
+    while ready_checks(&running.addr).await["event_bus"] != "degraded" {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "/ready never reported the event bus degraded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    redis.restart().await.unwrap();
+    let until = deadline();
+    loop {
+        let seen = stream_request_ids(&redis_url, &stream_key).await;
+        if during.iter().all(|id| seen.contains(id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "events buffered during the outage never arrived: {seen:?} vs {during:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready_checks(&running.addr).await["event_bus"], "ok");
+    running.child.kill().await.unwrap();
+}
