@@ -1122,3 +1122,42 @@ async fn encrypted_provider_keys_are_shown_obfuscated_from_their_plaintext() {
         assert!(!reply.text().contains("enc:v1:") && !reply.text().contains(PROVIDER_KEY));
     }
 }
+
+#[tokio::test]
+async fn a_database_failure_is_a_generic_500_that_reveals_nothing() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let project = h.project("broken-database").await;
+    let database = h._dir.0.join("db").join("proxy.db");
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", database.display()))
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE tokens")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+
+    let listed = h.call(Method::GET, "/manage/tokens", None).await;
+    let created = h
+        .call(
+            Method::POST,
+            "/manage/tokens",
+            Some(json!({"project_id": project, "duration_minutes": 5})),
+        )
+        .await;
+    for reply in [&listed, &created] {
+        reply.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
+        assert_eq!(reply.json()["error"], "internal server error");
+        let text = reply.text().to_lowercase();
+        for detail in ["table", "sqlite", "sql", PROVIDER_KEY] {
+            assert!(
+                !text.contains(&detail.to_lowercase()),
+                "{detail} leaked: {text}"
+            );
+        }
+    }
+    // What does not touch the broken table keeps working.
+    let fetched = h
+        .call(Method::GET, &format!("/manage/projects/{project}"), None)
+        .await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+}
