@@ -83,7 +83,7 @@ pub enum Admission {
 pub struct UsageDelta {
     /// The token.
     pub hash: TokenHash,
-    /// Requests to add to `request_count`.
+    /// Requests to add to `request_count`; negative to return unused quota reservations.
     pub requests: i64,
     /// Cache hits to add to `cache_hit_count`.
     pub cache_hits: i64,

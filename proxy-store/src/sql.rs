@@ -211,6 +211,30 @@ macro_rules! impl_store {
                 Err($crate::StoreError::Contention)
             }
 
+            async fn reserve(
+                &self,
+                hash: &$crate::TokenHash,
+                now: chrono::DateTime<chrono::Utc>,
+                count: i64,
+            ) -> Result<Option<$crate::TokenRecord>, $crate::StoreError> {
+                let reserved = sqlx::query_as::<$db, $crate::TokenRecord>(concat!(
+                    "UPDATE tokens SET request_count = request_count + $3, last_used_at = $2 \
+                     WHERE token_hash = $1 AND is_active \
+                     AND (expires_at IS NULL OR expires_at > $2) \
+                     AND max_requests > 0 AND request_count + $3 <= max_requests \
+                     AND EXISTS (SELECT 1 FROM projects p \
+                                 WHERE p.id = tokens.project_id AND p.is_active) \
+                     RETURNING ",
+                    $crate::sql::token_columns!()
+                ))
+                .bind(hash.as_str())
+                .bind(now)
+                .bind(count)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(reserved)
+            }
+
             async fn record_usage(
                 &self,
                 batch: &[$crate::UsageDelta],
@@ -221,7 +245,8 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 for delta in batch {
                     sqlx::query(
-                        "UPDATE tokens SET request_count = request_count + $2, \
+                        "UPDATE tokens SET request_count = CASE WHEN request_count + $2 < 0 \
+                                                THEN 0 ELSE request_count + $2 END, \
                          cache_hit_count = cache_hit_count + $3, \
                          last_used_at = CASE WHEN $2 > 0 AND (last_used_at IS NULL \
                                                 OR last_used_at < $4) \

@@ -27,8 +27,22 @@ pub trait Store: Send + Sync + 'static {
     /// `max_requests = k` admit exactly `k`.
     async fn admit(&self, hash: &TokenHash, now: DateTime<Utc>) -> Result<Admission, StoreError>;
 
-    /// Adds batched usage (requests of unlimited tokens, cache hits) in one transaction. Unknown
-    /// hashes are ignored.
+    /// Reserves `count` requests of a limited token's quota in one atomic statement: increments
+    /// `request_count` by `count` and sets `last_used_at` iff every condition of [`Store::admit`]
+    /// holds and `request_count + count <= max_requests` (so reservations never over-admit).
+    /// `None` when the whole chunk does not fit or the token is not admissible: callers fall back to
+    /// [`Store::admit`], which classifies. Unused reservations are returned as negative
+    /// [`UsageDelta::requests`] through [`Store::record_usage`].
+    async fn reserve(
+        &self,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+        count: i64,
+    ) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Adds batched usage (requests of unlimited tokens, cache hits, and negative requests: unused
+    /// quota reservations returned) in one transaction; `request_count` never goes below zero.
+    /// Unknown hashes are ignored.
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError>;
 
     /// The project's active flag and decrypted provider key.

@@ -608,6 +608,102 @@ mod cases {
         );
     }
 
+    pub async fn quota_reservations_never_over_admit(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let store = db.open().await;
+        let p = project(&*store, "p").await;
+        let (_, t) = token(&*store, &p.id, None, Some(10)).await;
+        let count = |store: Arc<dyn Store>| async move {
+            store.get_token(t.id).await.unwrap().unwrap().request_count
+        };
+        let now = Utc::now();
+        let first = store.reserve(&t.token_hash, now, 4).await.unwrap().unwrap();
+        assert_eq!(first.request_count, 4);
+        assert!(
+            store
+                .reserve(&t.token_hash, now, 4)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // 8 + 4 > 10: the whole chunk is refused and nothing is counted.
+        assert_eq!(store.reserve(&t.token_hash, now, 4).await.unwrap(), None);
+        assert_eq!(count(store.clone()).await, 8);
+        assert!(
+            store
+                .reserve(&t.token_hash, now, 2)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            store.admit(&t.token_hash, now).await.unwrap(),
+            Admission::QuotaExceeded
+        );
+        // Unused reservations come back as negative usage; the count never goes below zero.
+        let give_back = |requests| UsageDelta {
+            hash: t.token_hash.clone(),
+            requests,
+            cache_hits: 0,
+            last_used_at: now,
+        };
+        store.record_usage(&[give_back(-3)]).await.unwrap();
+        assert_eq!(count(store.clone()).await, 7);
+        store.record_usage(&[give_back(-100)]).await.unwrap();
+        assert_eq!(count(store.clone()).await, 0);
+
+        // Concurrent chunks of 3 on a quota of 10: three fit, never a fourth.
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let store = Arc::clone(&store);
+            let hash = t.token_hash.clone();
+            tasks.spawn(async move { store.reserve(&hash, Utc::now(), 3).await });
+        }
+        let mut granted = 0;
+        while let Some(result) = tasks.join_next().await {
+            granted += i32::from(result.unwrap().unwrap().is_some());
+        }
+        assert_eq!(granted, 3);
+        assert_eq!(count(store.clone()).await, 9);
+
+        // Nothing is reserved for unlimited, revoked, expired tokens or inactive projects.
+        let (_, unlimited) = token(&*store, &p.id, None, None).await;
+        assert_eq!(
+            store.reserve(&unlimited.token_hash, now, 2).await.unwrap(),
+            None
+        );
+        let (_, expiring) = token(&*store, &p.id, Some(Duration::seconds(1)), Some(5)).await;
+        let later = Utc::now() + Duration::seconds(5);
+        assert_eq!(
+            store.reserve(&expiring.token_hash, later, 2).await.unwrap(),
+            None
+        );
+        let (_, revoked) = token(&*store, &p.id, None, Some(5)).await;
+        store.revoke_token(revoked.id).await.unwrap();
+        assert_eq!(
+            store.reserve(&revoked.token_hash, now, 2).await.unwrap(),
+            None
+        );
+        store
+            .update_project(
+                &p.id,
+                ProjectUpdate {
+                    is_active: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.reserve(&t.token_hash, now, 1).await.unwrap(), None);
+        assert_eq!(
+            store
+                .reserve(&hash_token("sk-unknown"), now, 1)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
     pub async fn usage_batches_add_up(backend: Backend) {
         let db = TestDb::new(backend).await;
         let store = db.open().await;
@@ -870,6 +966,10 @@ macro_rules! suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn quota_is_atomic_under_concurrency() {
             cases::quota_is_atomic_under_concurrency($backend).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn quota_reservations_never_over_admit() {
+            cases::quota_reservations_never_over_admit($backend).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn usage_batches_add_up() {

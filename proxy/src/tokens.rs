@@ -1,15 +1,35 @@
 //! Client-token admission: `Authorization` parsing, format check before any lookup, a bounded TTL
-//! cache of token records by hash, atomic quota for limited tokens and batched usage for the others.
+//! cache of token records by hash, a short negative cache of unknown hashes, quota reservations for
+//! limited tokens and batched usage for the others.
 //!
-//! Limited tokens (`max_requests > 0`) go through [`Store::admit`] on every request, so `k` concurrent
-//! requests on a token with `max_requests = k` admit exactly `k`, and a revocation applies to them at
-//! once. Unlimited tokens are checked from the cache (active flag, expiry) and their usage goes through
+//! Limited tokens (`max_requests > 0`) are admitted from *quota leases*: the process reserves a chunk
+//! of `k` requests with one atomic statement ([`Store::reserve`]: `request_count += k` only while it
+//! stays within `max_requests`, so no replica ever over-admits) and serves them from memory. `k`
+//! starts at 1, doubles while the token is hot (its lease ran out before it expired) up to
+//! [`MAX_CHUNK`], and falls back to 1 ([`Store::admit`], which also classifies refusals) when a chunk no
+//! longer fits. A lease serves for at most [`LEASE_TTL`]; its unused part is then returned
+//! (`request_count -= unused`, batched with usage), so `k` concurrent requests on a token with
+//! `max_requests = k` still admit exactly `k`, and a crash can only under-admit. Consequences:
+//! - a revocation, expiry or quota change made through `/manage` of *this* process applies at once
+//!   ([`TokenAuthority::invalidate`] drops the lease); one made by another replica applies within
+//!   [`LEASE_TTL`] (1 s);
+//! - `request_count` seen through `/manage` may include reservations not used yet (at most
+//!   [`MAX_CHUNK`] − 1 per replica and token), until they are returned (about 2 s after the token
+//!   cools down); and another replica may refuse a request with 429 while such a reservation is
+//!   outstanding near the end of the quota;
+//! - `last_used_at` is set when a chunk is reserved, not by each request served from it.
+//!
+//! Unlimited tokens are checked from the cache (active flag, expiry) and their usage goes through
 //! a bounded channel to a background batcher; when the channel is full the update is dropped and
 //! counted. Revocation of any token reaches the cache through [`TokenAuthority::invalidate`].
+//!
+//! Well-formed tokens that do not exist are remembered for [`NEGATIVE_TTL`] in a bounded cache, so a
+//! flood of one unknown token costs no database lookup per request. Tokens are random, so a new
+//! token is never in it; creating a token through `/manage` clears its hash anyway.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use llm_proxy_store::{Admission, Store, TokenHash, TokenRecord, UsageDelta};
@@ -24,11 +44,21 @@ use crate::metrics::Metrics;
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// ... or as soon as this many accumulated.
 const FLUSH_BATCH: usize = 100;
+/// Longest a quota lease serves requests; bounds how late another replica's revocation applies.
+pub const LEASE_TTL: Duration = Duration::from_secs(1);
+/// Largest quota chunk one reservation takes.
+pub const MAX_CHUNK: i64 = 32;
+/// Expired leases are looked for (and their unused part returned) this often.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// How long an unknown token hash is answered without a lookup.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 /// Admits client tokens.
 pub struct TokenAuthority {
     store: Arc<dyn Store>,
     cache: Cache<TokenHash, TokenRecord>,
+    unknown: Cache<TokenHash, ()>,
+    leases: Arc<QuotaLeases>,
     usage: mpsc::Sender<UsageDelta>,
     metrics: Arc<Metrics>,
 }
@@ -57,15 +87,22 @@ impl TokenAuthority {
         metrics: Arc<Metrics>,
     ) -> (Self, JoinHandle<()>) {
         let (usage, receiver) = mpsc::channel(settings.usage_buffer.max(1));
-        let batcher = tokio::spawn(run_usage_batcher(store.clone(), receiver));
+        let leases = Arc::new(QuotaLeases::new(settings.cache_max));
+        let batcher = tokio::spawn(run_usage_batcher(store.clone(), receiver, leases.clone()));
         let cache = Cache::builder()
             .max_capacity(settings.cache_max)
             .time_to_live(settings.cache_ttl)
+            .build();
+        let unknown = Cache::builder()
+            .max_capacity(settings.cache_max)
+            .time_to_live(NEGATIVE_TTL.min(settings.cache_ttl))
             .build();
         (
             Self {
                 store,
                 cache,
+                unknown,
+                leases,
                 usage,
                 metrics,
             },
@@ -99,11 +136,13 @@ impl TokenAuthority {
         let record = match self.cache.get(&hash) {
             Some(record) => record,
             None => {
-                let record = self
-                    .store
-                    .token_by_hash(&hash)
-                    .await?
-                    .ok_or(ProxyError::TokenNotFound)?;
+                if self.unknown.contains_key(&hash) {
+                    return Err(ProxyError::TokenNotFound);
+                }
+                let Some(record) = self.store.token_by_hash(&hash).await? else {
+                    self.unknown.insert(hash, ());
+                    return Err(ProxyError::TokenNotFound);
+                };
                 self.cache.insert(hash.clone(), record.clone());
                 record
             }
@@ -115,20 +154,7 @@ impl TokenAuthority {
         let Identified { hash, record } = identified;
         let now = Utc::now();
         if record.is_limited() {
-            return match self.store.admit(&hash, now).await? {
-                Admission::Admitted(updated) => {
-                    self.cache.insert(hash, updated.clone());
-                    Ok(updated)
-                }
-                Admission::NotFound => {
-                    self.cache.invalidate(&hash);
-                    Err(ProxyError::TokenNotFound)
-                }
-                Admission::Inactive => Err(ProxyError::TokenInactive),
-                Admission::Expired => Err(ProxyError::TokenExpired),
-                Admission::ProjectInactive => Err(ProxyError::ProjectInactive),
-                Admission::QuotaExceeded => Err(ProxyError::QuotaExceeded),
-            };
+            return self.admit_limited(hash, now).await;
         }
         check_unlimited(&record, now)?;
         let delta = UsageDelta {
@@ -143,9 +169,270 @@ impl TokenAuthority {
         Ok(record)
     }
 
+    /// Serves a limited token from its lease, reserving a new chunk when the lease is spent.
+    async fn admit_limited(
+        &self,
+        hash: TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<TokenRecord, ProxyError> {
+        let Some(slot) = self.leases.slot(&hash) else {
+            // Too many leased tokens at once: count this request alone.
+            return self.admit_one(hash, now).await;
+        };
+        if let Some(record) = slot.take(Instant::now(), now)? {
+            return Ok(record);
+        }
+        let _refilling = slot.refill.lock().await;
+        if let Some(record) = slot.take(Instant::now(), now)? {
+            return Ok(record);
+        }
+        let (chunk, expired_unused) = slot.next_chunk(Instant::now());
+        self.release(&hash, expired_unused, now);
+        if chunk > 1
+            && let Some(record) = self.store.reserve(&hash, now, chunk).await?
+        {
+            self.cache.insert(hash.clone(), record.clone());
+            let orphaned = slot.install(&record, chunk - 1, chunk);
+            self.release(&hash, orphaned, now);
+            return Ok(record);
+        }
+        let record = self.admit_one(hash.clone(), now).await?;
+        let orphaned = slot.install(&record, 0, 1);
+        self.release(&hash, orphaned, now);
+        Ok(record)
+    }
+
+    /// One atomic admission of one request ([`Store::admit`]), classifying refusals.
+    async fn admit_one(
+        &self,
+        hash: TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<TokenRecord, ProxyError> {
+        match self.store.admit(&hash, now).await? {
+            Admission::Admitted(updated) => {
+                self.cache.insert(hash, updated.clone());
+                Ok(updated)
+            }
+            Admission::NotFound => {
+                self.cache.invalidate(&hash);
+                self.unknown.insert(hash, ());
+                Err(ProxyError::TokenNotFound)
+            }
+            Admission::Inactive => Err(ProxyError::TokenInactive),
+            Admission::Expired => Err(ProxyError::TokenExpired),
+            Admission::ProjectInactive => Err(ProxyError::ProjectInactive),
+            Admission::QuotaExceeded => Err(ProxyError::QuotaExceeded),
+        }
+    }
+
+    /// Returns unused reserved requests through the usage batcher (never awaited).
+    fn release(&self, hash: &TokenHash, unused: i64, now: DateTime<Utc>) {
+        if unused <= 0 {
+            return;
+        }
+        let delta = UsageDelta {
+            hash: hash.clone(),
+            requests: -unused,
+            cache_hits: 0,
+            last_used_at: now,
+        };
+        if self.usage.try_send(delta).is_err() {
+            // The reservation stays counted: the token under-admits, never over-admits.
+            self.metrics.record_usage_dropped();
+        }
+    }
+
     /// Drops a token from the cache (after a revocation or an update through the management API).
+    /// Also ends the token's quota lease (its unused part is returned) and forgets that the hash was
+    /// unknown (a created token).
     pub fn invalidate(&self, hash: &TokenHash) {
         self.cache.invalidate(hash);
+        self.unknown.invalidate(hash);
+        if let Some(unused) = self.leases.end(hash) {
+            self.release(hash, unused, Utc::now());
+        }
+    }
+
+    /// Checks an identified token without counting a request: active, not expired, quota not used
+    /// up (requests reserved by this process's lease but not served yet are still available).
+    /// Used before the HTTP cache lookup; [`Self::admit`] re-checks atomically on a miss.
+    pub fn check(&self, identified: &Identified) -> Result<(), ProxyError> {
+        let record = &identified.record;
+        let mut result = check_unlimited(record, Utc::now());
+        if result.is_ok()
+            && let Some(max) = record.max_requests.filter(|max| *max > 0)
+        {
+            let leased_unused = self
+                .leases
+                .slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&identified.hash)
+                .map_or(0, |slot| slot.lock().remaining.max(0));
+            if record.request_count - leased_unused >= max {
+                result = Err(ProxyError::QuotaExceeded);
+            }
+        }
+        if let Err(err) = &result {
+            self.metrics.record_token_rejection(err.code());
+        }
+        result
+    }
+
+    /// Counts a response served from the HTTP cache (`cache_hit_count`, `last_used_at`) through the
+    /// usage batcher, never against the quota.
+    pub fn record_cache_hit(&self, identified: &Identified) {
+        let delta = UsageDelta {
+            hash: identified.hash.clone(),
+            requests: 0,
+            cache_hits: 1,
+            last_used_at: Utc::now(),
+        };
+        if self.usage.try_send(delta).is_err() {
+            self.metrics.record_usage_dropped();
+        }
+    }
+}
+
+/// The quota leases of this process, one slot per limited token in use; bounded (a token without a
+/// slot is admitted request by request).
+struct QuotaLeases {
+    slots: Mutex<HashMap<TokenHash, Arc<LeaseSlot>>>,
+    max_slots: usize,
+}
+
+/// One token's lease. `state` is held only briefly (never across an await); `refill` serialises
+/// the reservations of one token, so concurrent requests wait for one chunk instead of each writing.
+#[derive(Default)]
+struct LeaseSlot {
+    state: Mutex<LeaseState>,
+    refill: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    /// The token as of the last reservation.
+    record: Option<TokenRecord>,
+    /// Reserved requests not served yet.
+    remaining: i64,
+    /// When the lease stops serving; `None` before the first reservation.
+    expires: Option<Instant>,
+    /// Size of the last reservation.
+    chunk: i64,
+    /// Removed from [`QuotaLeases`]: whatever is installed now must be returned at once.
+    retired: bool,
+}
+
+impl QuotaLeases {
+    fn new(max_slots: u64) -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+            max_slots: usize::try_from(max_slots).unwrap_or(usize::MAX).max(1),
+        }
+    }
+
+    fn slot(&self, hash: &TokenHash) -> Option<Arc<LeaseSlot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = slots.get(hash) {
+            return Some(slot.clone());
+        }
+        if slots.len() >= self.max_slots {
+            return None;
+        }
+        let slot = Arc::new(LeaseSlot::default());
+        slots.insert(hash.clone(), slot.clone());
+        Some(slot)
+    }
+
+    /// Removes a token's lease; the unused requests to return.
+    fn end(&self, hash: &TokenHash) -> Option<i64> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(hash)?;
+        Some(slot.retire())
+    }
+
+    /// Removes the leases that stopped serving (or all of them, at shutdown); the unused requests to
+    /// return, by token.
+    fn sweep(&self, now: Instant, all: bool) -> Vec<(TokenHash, i64)> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut returned = Vec::new();
+        slots.retain(|hash, slot| {
+            let ended = all || slot.lock().expires.is_none_or(|expires| expires <= now);
+            if ended {
+                let unused = slot.retire();
+                if unused > 0 {
+                    returned.push((hash.clone(), unused));
+                }
+            }
+            !ended
+        });
+        returned
+    }
+}
+
+impl LeaseSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Serves one request from the lease if it still can; a token that expired meanwhile is refused.
+    fn take(
+        &self,
+        now: Instant,
+        wall_now: DateTime<Utc>,
+    ) -> Result<Option<TokenRecord>, ProxyError> {
+        let mut state = self.lock();
+        if state.retired || state.remaining <= 0 || state.expires.is_none_or(|e| e <= now) {
+            return Ok(None);
+        }
+        let Some(record) = state.record.as_ref() else {
+            return Ok(None);
+        };
+        if record.expires_at.is_some_and(|expiry| expiry <= wall_now) {
+            return Err(ProxyError::TokenExpired);
+        }
+        let record = record.clone();
+        state.remaining -= 1;
+        Ok(Some(record))
+    }
+
+    /// The size of the next reservation (doubled while the token is hot, else 1) and the unused part
+    /// of an expired lease, which is handed back.
+    fn next_chunk(&self, now: Instant) -> (i64, i64) {
+        let mut state = self.lock();
+        let hot = state.expires.is_some_and(|e| e > now) && state.remaining <= 0;
+        let chunk = if hot {
+            (state.chunk * 2).clamp(1, MAX_CHUNK)
+        } else {
+            1
+        };
+        let unused = std::mem::take(&mut state.remaining);
+        (chunk, unused)
+    }
+
+    /// Installs a fresh reservation of which `remaining` requests are left; returns what must be
+    /// handed back at once because the lease was retired meanwhile.
+    fn install(&self, record: &TokenRecord, remaining: i64, chunk: i64) -> i64 {
+        let mut state = self.lock();
+        if state.retired {
+            return remaining;
+        }
+        state.record = Some(record.clone());
+        state.remaining = remaining;
+        state.chunk = chunk;
+        state.expires = Some(Instant::now() + LEASE_TTL);
+        0
+    }
+
+    /// Stops the lease; the unused requests to return.
+    fn retire(&self) -> i64 {
+        let mut state = self.lock();
+        state.retired = true;
+        state.expires = None;
+        std::mem::take(&mut state.remaining)
     }
 }
 
@@ -166,20 +453,28 @@ pub fn bearer_token(header: Option<&str>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !value.is_empty()).then_some(value)
 }
 
-async fn run_usage_batcher(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<UsageDelta>) {
+async fn run_usage_batcher(
+    store: Arc<dyn Store>,
+    mut receiver: mpsc::Receiver<UsageDelta>,
+    leases: Arc<QuotaLeases>,
+) {
     enum Wake {
         Received(UsageDelta),
         Tick,
+        Sweep,
         Closed,
     }
     let mut pending: HashMap<TokenHash, UsageDelta> = HashMap::new();
     let mut received_since_flush = 0usize;
     let mut ticker = tokio::time::interval(FLUSH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeper = tokio::time::interval(SWEEP_INTERVAL);
+    sweeper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let wake = tokio::select! {
             received = receiver.recv() => received.map_or(Wake::Closed, Wake::Received),
             _ = ticker.tick() => Wake::Tick,
+            _ = sweeper.tick() => Wake::Sweep,
         };
         let (flush, closed) = match wake {
             Wake::Received(delta) => {
@@ -188,7 +483,14 @@ async fn run_usage_batcher(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<U
                 (received_since_flush >= FLUSH_BATCH, false)
             }
             Wake::Tick => (true, false),
-            Wake::Closed => (true, true),
+            Wake::Sweep => {
+                return_unused(&mut pending, leases.sweep(Instant::now(), false));
+                (false, false)
+            }
+            Wake::Closed => {
+                return_unused(&mut pending, leases.sweep(Instant::now(), true));
+                (true, true)
+            }
         };
         if flush && !pending.is_empty() {
             let batch: Vec<UsageDelta> = pending.drain().map(|(_, delta)| delta).collect();
@@ -200,6 +502,21 @@ async fn run_usage_batcher(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<U
         if closed {
             return;
         }
+    }
+}
+
+fn return_unused(pending: &mut HashMap<TokenHash, UsageDelta>, unused: Vec<(TokenHash, i64)>) {
+    let now = Utc::now();
+    for (hash, count) in unused {
+        merge(
+            pending,
+            UsageDelta {
+                hash,
+                requests: -count,
+                cache_hits: 0,
+                last_used_at: now,
+            },
+        );
     }
 }
 

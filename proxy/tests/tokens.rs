@@ -124,6 +124,39 @@ async fn unknown_token_is_401_token_not_found() {
 }
 
 #[tokio::test]
+async fn an_unknown_token_is_remembered_until_the_management_api_touches_it() {
+    let h = Harness::start().await;
+    let (token, id) = llm_proxy_store::generate_token();
+    h.chat(&token, CHAT_BODY)
+        .await
+        .assert_error(401, "token_not_found");
+    // Created behind the proxy's back: still answered from the negative cache ...
+    h.store
+        .create_token(llm_proxy_store::NewToken {
+            id,
+            token_hash: llm_proxy_store::hash_token(&token),
+            project_id: h.project.id.clone(),
+            expires_at: None,
+            max_requests: None,
+        })
+        .await
+        .unwrap();
+    h.chat(&token, CHAT_BODY)
+        .await
+        .assert_error(401, "token_not_found");
+    // ... until a change through /manage clears its hash (creation does the same).
+    let patched = h
+        .manage(
+            Method::PATCH,
+            &format!("/manage/tokens/{id}"),
+            Some(r#"{"max_requests":0}"#),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+}
+
+#[tokio::test]
 async fn expired_token_is_401_token_expired() {
     let h = Harness::start().await;
     let expired = h
@@ -153,15 +186,13 @@ async fn exhausted_quota_is_429_rate_limit_exceeded() {
     assert_eq!(h.mock.requests().len(), 2);
 }
 
-#[tokio::test]
-async fn quota_is_atomic_under_concurrency() {
-    let h = Harness::start().await;
-    let token = h.token(Some(5), None).await;
+/// Sends `n` concurrent chat requests and returns their statuses.
+async fn concurrent_chats(h: &Harness, token: &str, n: usize) -> Vec<u16> {
     let mut tasks = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..n {
         let client = h.client.clone();
         let url = h.url("/v1/chat/completions");
-        let token = token.clone();
+        let token = token.to_owned();
         tasks.push(tokio::spawn(async move {
             common::send(
                 &client,
@@ -180,6 +211,14 @@ async fn quota_is_atomic_under_concurrency() {
     for task in tasks {
         statuses.push(task.await.unwrap());
     }
+    statuses
+}
+
+#[tokio::test]
+async fn quota_is_atomic_under_concurrency() {
+    let h = Harness::start().await;
+    let token = h.token(Some(5), None).await;
+    let statuses = concurrent_chats(&h, &token, 20).await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
         5,
@@ -217,6 +256,71 @@ async fn revocation_applies_to_the_next_request() {
             .await
             .assert_error(401, "token_inactive");
     }
+}
+
+#[tokio::test]
+async fn hot_limited_token_reservations_are_returned() {
+    let h = Harness::start().await;
+    let token = h.token(Some(1_000), None).await;
+    let mut served = 0;
+    for _ in 0..4 {
+        let statuses = concurrent_chats(&h, &token, 16).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        served += statuses.len();
+    }
+    assert_eq!(h.mock.requests().len(), served);
+    let hash = llm_proxy_store::hash_token(&token);
+    let counted = h.store.token_by_hash(&hash).await.unwrap().unwrap();
+    assert!(
+        (served as i64..served as i64 + 32).contains(&counted.request_count),
+        "at most one chunk reserved ahead: {}",
+        counted.request_count
+    );
+    // Once the token cools down its unused reservation is returned.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let record = h.store.token_by_hash(&hash).await.unwrap().unwrap();
+        if record.request_count == served as i64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reservation not returned: {} counted for {served} served",
+            record.request_count
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn management_changes_end_a_hot_lease_at_once() {
+    let h = Harness::start().await;
+    for change in ["revoke", "quota"] {
+        let token = h.token(Some(1_000), None).await;
+        for _ in 0..3 {
+            let statuses = concurrent_chats(&h, &token, 16).await;
+            assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        }
+        let hash = llm_proxy_store::hash_token(&token);
+        let record = h.store.token_by_hash(&hash).await.unwrap().unwrap();
+        let path = format!("/manage/tokens/{}", record.id);
+        let (changed, status, code) = match change {
+            "revoke" => (
+                h.manage(Method::DELETE, &path, None).await,
+                401,
+                "token_inactive",
+            ),
+            _ => (
+                h.manage(Method::PATCH, &path, Some(r#"{"max_requests":48}"#))
+                    .await,
+                429,
+                "rate_limit_exceeded",
+            ),
+        };
+        assert!(changed.status.is_success(), "{change}: {:?}", changed.body);
+        h.chat(&token, CHAT_BODY).await.assert_error(status, code);
+    }
+    assert_eq!(h.mock.requests().len(), 2 * 48);
 }
 
 #[tokio::test]

@@ -133,6 +133,8 @@ pub async fn create(
             max_requests,
         })
         .await?;
+    // The data path may remember this hash as unknown (see crate::tokens).
+    state.invalidator.token_changed(&record.token_hash);
     let details = AuditDetails {
         project_id: Some(record.project_id.clone()),
         token_id: Some(record.id.to_string()),
