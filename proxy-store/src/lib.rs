@@ -24,8 +24,8 @@ pub use crypto::{CryptoError, EncryptionKey, EncryptionKeyError};
 pub use error::StoreError;
 pub use model::{
     Admission, AuditEvent, AuditOutcome, AuditPage, AuditQuery, NewProject, NewToken, Project,
-    ProjectAccess, ProjectUpdate, ProjectUpdated, ProviderKey, RevokeSummary, TokenRecord,
-    TokenUpdate, UsageDelta,
+    ProjectAccess, ProjectRateLimits, ProjectUpdate, ProjectUpdated, ProviderKey, RateLimit,
+    RevokeSummary, TokenRecord, TokenUpdate, UsageDelta,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

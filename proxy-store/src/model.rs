@@ -24,6 +24,70 @@ pub struct Project {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// Request rate limits of the project (none by default).
+    #[sqlx(flatten)]
+    pub rate_limits: ProjectRateLimits,
+}
+
+/// A request rate limit: at most `requests` requests per window of `window_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// Requests admitted per window (at least 1).
+    pub requests: u64,
+    /// Window length in seconds (at least 1).
+    pub window_seconds: u64,
+}
+
+impl RateLimit {
+    /// A limit from its two stored columns; `None` unless both are set and positive.
+    fn from_columns(requests: Option<i64>, window_seconds: Option<i64>) -> Option<Self> {
+        let requests = u64::try_from(requests?).ok().filter(|&n| n > 0)?;
+        let window_seconds = u64::try_from(window_seconds?).ok().filter(|&n| n > 0)?;
+        Some(Self {
+            requests,
+            window_seconds,
+        })
+    }
+
+    /// The two columns of a limit (`NULL`s for no limit), as the databases store them.
+    pub fn to_columns(limit: Option<Self>) -> (Option<i64>, Option<i64>) {
+        match limit {
+            Some(limit) => (
+                i64::try_from(limit.requests).ok(),
+                i64::try_from(limit.window_seconds).ok(),
+            ),
+            None => (None, None),
+        }
+    }
+}
+
+/// The rate limits of a project, each optional: per token of the project and for the project as a
+/// whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ProjectRateLimits {
+    /// Limit of each token of the project.
+    pub per_token: Option<RateLimit>,
+    /// Limit shared by every token of the project.
+    pub per_project: Option<RateLimit>,
+}
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for ProjectRateLimits
+where
+    &'r str: sqlx::ColumnIndex<R>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            per_token: RateLimit::from_columns(
+                row.try_get("rate_limit_token_requests")?,
+                row.try_get("rate_limit_token_window_seconds")?,
+            ),
+            per_project: RateLimit::from_columns(
+                row.try_get("rate_limit_project_requests")?,
+                row.try_get("rate_limit_project_window_seconds")?,
+            ),
+        })
+    }
 }
 
 /// A stored token. The plaintext token is never stored, only its hash.
@@ -126,6 +190,8 @@ pub struct ProjectAccess {
     pub is_active: bool,
     /// The decrypted provider key.
     pub api_key: ProviderKey,
+    /// The project's request rate limits.
+    pub rate_limits: ProjectRateLimits,
 }
 
 /// Input of project creation.
@@ -135,6 +201,8 @@ pub struct NewProject {
     pub name: String,
     /// Plaintext provider key; encrypted by the store when a key is configured.
     pub api_key: ProviderKey,
+    /// Request rate limits (`ProjectRateLimits::default()` = none).
+    pub rate_limits: ProjectRateLimits,
 }
 
 /// A partial project update; `None` leaves a field unchanged.
@@ -149,6 +217,10 @@ pub struct ProjectUpdate {
     /// Revoke every active token of the project in the same transaction (the management API
     /// allows it only together with `is_active: Some(false)`).
     pub revoke_tokens: bool,
+    /// New per-token limit: `Some(None)` removes it.
+    pub per_token_limit: Option<Option<RateLimit>>,
+    /// New per-project limit: `Some(None)` removes it.
+    pub per_project_limit: Option<Option<RateLimit>>,
 }
 
 /// Result of a project update.

@@ -10,7 +10,9 @@ use crate::model::AuditQuery;
 
 macro_rules! project_columns {
     () => {
-        "id, name, api_key, is_active, deactivated_at, created_at, updated_at"
+        "id, name, api_key, is_active, deactivated_at, created_at, updated_at, \
+         rate_limit_token_requests, rate_limit_token_window_seconds, \
+         rate_limit_project_requests, rate_limit_project_window_seconds"
     };
 }
 
@@ -268,20 +270,23 @@ macro_rules! impl_store {
                 &self,
                 project_id: &str,
             ) -> Result<Option<$crate::ProjectAccess>, $crate::StoreError> {
-                let row = sqlx::query_as::<$db, (bool, String)>(
-                    "SELECT is_active, api_key FROM projects WHERE id = $1",
-                )
+                let project = sqlx::query_as::<$db, $crate::Project>(concat!(
+                    "SELECT ",
+                    $crate::sql::project_columns!(),
+                    " FROM projects WHERE id = $1"
+                ))
                 .bind(project_id)
                 .fetch_optional(&self.pool)
                 .await?;
-                let Some((is_active, stored)) = row else {
+                let Some(project) = project else {
                     return Ok(None);
                 };
                 let api_key =
-                    $crate::crypto::decrypt_stored(self.encryption_key.as_ref(), &stored)?;
+                    $crate::crypto::decrypt_stored(self.encryption_key.as_ref(), &project.api_key)?;
                 Ok(Some($crate::ProjectAccess {
-                    is_active,
+                    is_active: project.is_active,
                     api_key: $crate::ProviderKey::new(api_key),
+                    rate_limits: project.rate_limits,
                 }))
             }
 
@@ -323,15 +328,25 @@ macro_rules! impl_store {
                     project.api_key.expose(),
                 )?;
                 let now = $crate::now();
+                let (token_requests, token_window) =
+                    $crate::RateLimit::to_columns(project.rate_limits.per_token);
+                let (project_requests, project_window) =
+                    $crate::RateLimit::to_columns(project.rate_limits.per_project);
                 sqlx::query_as::<$db, $crate::Project>(concat!(
-                    "INSERT INTO projects (id, name, api_key, is_active, created_at, updated_at) \
-                     VALUES ($1, $2, $3, TRUE, $4, $4) RETURNING ",
+                    "INSERT INTO projects (id, name, api_key, is_active, created_at, updated_at, \
+                     rate_limit_token_requests, rate_limit_token_window_seconds, \
+                     rate_limit_project_requests, rate_limit_project_window_seconds) \
+                     VALUES ($1, $2, $3, TRUE, $4, $4, $5, $6, $7, $8) RETURNING ",
                     $crate::sql::project_columns!()
                 ))
                 .bind(uuid::Uuid::new_v4().to_string())
                 .bind(project.name)
                 .bind(api_key)
                 .bind(now)
+                .bind(token_requests)
+                .bind(token_window)
+                .bind(project_requests)
+                .bind(project_window)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| {
@@ -381,6 +396,10 @@ macro_rules! impl_store {
                     })
                     .transpose()?;
                 let now = $crate::now();
+                let (token_requests, token_window) =
+                    $crate::RateLimit::to_columns(update.per_token_limit.flatten());
+                let (project_requests, project_window) =
+                    $crate::RateLimit::to_columns(update.per_project_limit.flatten());
                 let mut tx = self.pool.begin().await?;
                 let project = sqlx::query_as::<$db, $crate::Project>(concat!(
                     "UPDATE projects SET name = COALESCE($2, name), \
@@ -390,6 +409,14 @@ macro_rules! impl_store {
                                            WHEN $4 THEN NULL \
                                            WHEN is_active THEN $5 \
                                            ELSE deactivated_at END, \
+                     rate_limit_token_requests = CASE WHEN $6 THEN $7 \
+                                           ELSE rate_limit_token_requests END, \
+                     rate_limit_token_window_seconds = CASE WHEN $6 THEN $8 \
+                                           ELSE rate_limit_token_window_seconds END, \
+                     rate_limit_project_requests = CASE WHEN $9 THEN $10 \
+                                           ELSE rate_limit_project_requests END, \
+                     rate_limit_project_window_seconds = CASE WHEN $9 THEN $11 \
+                                           ELSE rate_limit_project_window_seconds END, \
                      updated_at = $5 WHERE id = $1 RETURNING ",
                     $crate::sql::project_columns!()
                 ))
@@ -398,6 +425,12 @@ macro_rules! impl_store {
                 .bind(api_key)
                 .bind(update.is_active)
                 .bind(now)
+                .bind(update.per_token_limit.is_some())
+                .bind(token_requests)
+                .bind(token_window)
+                .bind(update.per_project_limit.is_some())
+                .bind(project_requests)
+                .bind(project_window)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| {

@@ -10,8 +10,9 @@ use base64::Engine as _;
 use chrono::{Duration, Utc};
 use llm_proxy_store::{
     Admission, AuditEvent, AuditOutcome, AuditQuery, CryptoError, Driver, EncryptionKey,
-    NewProject, NewToken, ProjectUpdate, ProviderKey, Store, StoreConfig, StoreError, TokenRecord,
-    TokenUpdate, UsageDelta, connect, generate_token, hash_token, migrate_up, migration_status,
+    NewProject, NewToken, ProjectRateLimits, ProjectUpdate, ProviderKey, RateLimit, Store,
+    StoreConfig, StoreError, TokenRecord, TokenUpdate, UsageDelta, connect, generate_token,
+    hash_token, migrate_up, migration_status,
 };
 use sqlx::Connection as _;
 
@@ -109,6 +110,7 @@ async fn project(store: &dyn Store, name: &str) -> llm_proxy_store::Project {
         .create_project(NewProject {
             name: name.into(),
             api_key: ProviderKey::new("sk-provider-0123456789"),
+            rate_limits: Default::default(),
         })
         .await
         .unwrap()
@@ -155,6 +157,7 @@ mod cases {
             .create_project(NewProject {
                 name: "alpha".into(),
                 api_key: ProviderKey::new("other"),
+                rate_limits: Default::default(),
             })
             .await;
         assert!(
@@ -901,6 +904,94 @@ mod cases {
         assert_eq!(store.get_audit(uuid::Uuid::now_v7()).await.unwrap(), None);
     }
 
+    pub async fn project_rate_limits_round_trip(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let store = db.open().await;
+        let plain = project(&*store, "no-limits").await;
+        assert_eq!(plain.rate_limits, ProjectRateLimits::default());
+
+        let per_token = RateLimit {
+            requests: 5,
+            window_seconds: 60,
+        };
+        let per_project = RateLimit {
+            requests: 100,
+            window_seconds: 86_400,
+        };
+        let limited = store
+            .create_project(NewProject {
+                name: "limited".into(),
+                api_key: ProviderKey::new("sk-provider-0123456789"),
+                rate_limits: ProjectRateLimits {
+                    per_token: Some(per_token),
+                    per_project: None,
+                },
+            })
+            .await
+            .unwrap();
+        assert_eq!(limited.rate_limits.per_token, Some(per_token));
+        assert_eq!(limited.rate_limits.per_project, None);
+        assert_eq!(
+            store.get_project(&limited.id).await.unwrap(),
+            Some(limited.clone())
+        );
+        let access = store.project_access(&limited.id).await.unwrap().unwrap();
+        assert_eq!(access.rate_limits, limited.rate_limits);
+
+        // Setting one scope leaves the other as it is; other updates keep both.
+        let both = store
+            .update_project(
+                &limited.id,
+                ProjectUpdate {
+                    per_project_limit: Some(Some(per_project)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .project;
+        assert_eq!(
+            both.rate_limits,
+            ProjectRateLimits {
+                per_token: Some(per_token),
+                per_project: Some(per_project),
+            }
+        );
+        let renamed = store
+            .update_project(
+                &limited.id,
+                ProjectUpdate {
+                    name: Some("limited-renamed".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .project;
+        assert_eq!(renamed.rate_limits, both.rate_limits);
+
+        // `Some(None)` clears a scope.
+        let cleared = store
+            .update_project(
+                &limited.id,
+                ProjectUpdate {
+                    per_token_limit: Some(None),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .project;
+        assert_eq!(cleared.rate_limits.per_token, None);
+        assert_eq!(cleared.rate_limits.per_project, Some(per_project));
+        let listed = store.list_projects().await.unwrap();
+        let listed = listed.iter().find(|p| p.id == limited.id).unwrap();
+        assert_eq!(listed.rate_limits, cleared.rate_limits);
+    }
+
     pub async fn migrations_are_reported_and_idempotent(backend: Backend) {
         let db = TestDb::new(backend).await;
         let before = migration_status(&db.config).await.unwrap();
@@ -978,6 +1069,10 @@ macro_rules! suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn audit_filters_and_pagination() {
             cases::audit_filters_and_pagination($backend).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn project_rate_limits_round_trip() {
+            cases::project_rate_limits_round_trip($backend).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn migrations_are_reported_and_idempotent() {

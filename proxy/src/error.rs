@@ -1,12 +1,17 @@
 //! `ProxyError`: every way a `/v1` request can fail locally, and its single mapping to an HTTP response.
 //!
 //! Bodies are `{"error": ..., "code": ..., "description"?: ...}` with `Content-Type: application/json`.
+//! The exception is [`ProxyError::RateLimited`]: its 429 has OpenAI's error shape and rate-limit
+//! headers (see [`rate_limited_response`]).
 //! Messages never contain a token, a key or a database detail; those go to the logs (masked) instead.
 
 use axum::Json;
 use axum::http::StatusCode;
+use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::ratelimit::{RateLimitDenial, duration_text};
 
 /// A locally generated `/v1` failure.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,10 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("no such route")]
     RouteNotFound,
+    #[error("request rate limit reached ({} per {}s)", .0.limit.requests, .0.limit.window_seconds)]
+    RateLimited(RateLimitDenial),
+    #[error("rate-limit counters unreachable (fail-closed)")]
+    RateLimitUnavailable,
 }
 
 #[derive(Serialize)]
@@ -89,10 +98,12 @@ impl ProxyError {
             | Self::TokenNotFound
             | Self::TokenInactive
             | Self::TokenExpired => StatusCode::UNAUTHORIZED,
-            Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
-            Self::Store(_) | Self::UpstreamAuth | Self::Overloaded | Self::CircuitOpen => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::QuotaExceeded | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Store(_)
+            | Self::UpstreamAuth
+            | Self::Overloaded
+            | Self::CircuitOpen
+            | Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -123,6 +134,8 @@ impl ProxyError {
             Self::UpstreamUnreachable(_) => "upstream_error",
             Self::UpstreamTimeout => "timeout",
             Self::RouteNotFound => "not_found",
+            Self::RateLimited(_) => "rate_limit_exceeded",
+            Self::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
 
@@ -157,6 +170,8 @@ impl ProxyError {
             Self::UpstreamUnreachable(_) => "Proxy error".to_owned(),
             Self::UpstreamTimeout => "Request timeout".to_owned(),
             Self::RouteNotFound => "Not found".to_owned(),
+            Self::RateLimited(denial) => denial.message(),
+            Self::RateLimitUnavailable => "Rate limiting temporarily unavailable".to_owned(),
         }
     }
 
@@ -176,8 +191,59 @@ impl ProxyError {
     }
 }
 
+/// The 429 of a rate limit, shaped like OpenAI's own (`{"error": {"message", "type", "param",
+/// "code"}}`) so OpenAI clients back off as they do upstream.
+#[derive(Serialize)]
+struct OpenAiErrorBody {
+    error: OpenAiError,
+}
+
+#[derive(Serialize)]
+struct OpenAiError {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<()>,
+    code: &'static str,
+}
+
+fn rate_limited_response(denial: &RateLimitDenial, code: &'static str) -> Response {
+    let body = OpenAiErrorBody {
+        error: OpenAiError {
+            message: denial.message(),
+            kind: "requests",
+            param: None,
+            code,
+        },
+    };
+    let retry_after = denial.retry_after_seconds();
+    let headers = [
+        (header::RETRY_AFTER.as_str(), retry_after.to_string()),
+        (
+            "x-ratelimit-limit-requests",
+            denial.limit.requests.to_string(),
+        ),
+        ("x-ratelimit-remaining-requests", "0".to_owned()),
+        ("x-ratelimit-reset-requests", duration_text(retry_after)),
+    ];
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
+        if let Self::RateLimited(denial) = &self {
+            let mut response = rate_limited_response(denial, self.code());
+            response.extensions_mut().insert(ErrorCode(self.code()));
+            return response;
+        }
         let body = ErrorBody {
             error: self.message(),
             code: self.code(),

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod manage;
 pub mod metrics;
 pub mod projects;
+pub mod ratelimit;
 pub mod redis_link;
 pub mod secret;
 pub mod server;

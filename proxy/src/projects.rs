@@ -1,14 +1,15 @@
 //! Project gate and provider keys: whether a project may be proxied, and the key that replaces the
 //! client's token upstream.
 //!
-//! Two bounded TTL caches over one store call (`project_access`): the active flag
-//! (`LLM_PROXY_ACTIVE_CACHE_*`, short) and the decrypted provider key (`LLM_PROXY_API_KEY_CACHE_*`).
+//! Two bounded TTL caches over one store call (`project_access`): the active flag and the rate
+//! limits (`LLM_PROXY_ACTIVE_CACHE_*`, short) and the decrypted provider key
+//! (`LLM_PROXY_API_KEY_CACHE_*`).
 //! The management API clears both for a project through [`ProjectGate::invalidate`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use llm_proxy_store::{ProjectAccess, ProviderKey, Store};
+use llm_proxy_store::{ProjectAccess, ProjectRateLimits, ProviderKey, Store};
 use moka::sync::Cache;
 
 use crate::error::ProxyError;
@@ -23,10 +24,18 @@ pub struct ProjectSettings {
     pub key_max: u64,
 }
 
+/// What the active cache keeps of a project.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProjectFacts {
+    /// `false` also for a project that does not exist.
+    is_active: bool,
+    rate_limits: ProjectRateLimits,
+}
+
 pub struct ProjectGate {
     store: Arc<dyn Store>,
     enforce_active: bool,
-    active: Cache<String, bool>,
+    active: Cache<String, ProjectFacts>,
     keys: Cache<String, ProviderKey>,
 }
 
@@ -51,15 +60,29 @@ impl ProjectGate {
         if !self.enforce_active {
             return Ok(());
         }
-        let active = match self.active.get(project_id) {
-            Some(active) => active,
-            None => self.load(project_id).await?.is_some_and(|a| a.is_active),
-        };
-        if active {
+        if self.facts(project_id).await?.is_active {
             Ok(())
         } else {
             Err(ProxyError::ProjectInactive)
         }
+    }
+
+    /// The project's rate limits (none for a project that does not exist).
+    pub async fn rate_limits(&self, project_id: &str) -> Result<ProjectRateLimits, ProxyError> {
+        Ok(self.facts(project_id).await?.rate_limits)
+    }
+
+    async fn facts(&self, project_id: &str) -> Result<ProjectFacts, ProxyError> {
+        if let Some(facts) = self.active.get(project_id) {
+            return Ok(facts);
+        }
+        let access = self.load(project_id).await?;
+        Ok(access
+            .map(|a| ProjectFacts {
+                is_active: a.is_active,
+                rate_limits: a.rate_limits,
+            })
+            .unwrap_or_default())
     }
 
     /// The decrypted provider key of the project.
@@ -87,12 +110,18 @@ impl ProjectGate {
         let access = self.store.project_access(project_id).await?;
         match &access {
             Some(a) => {
-                self.active.insert(project_id.to_owned(), a.is_active);
+                let facts = ProjectFacts {
+                    is_active: a.is_active,
+                    rate_limits: a.rate_limits,
+                };
+                self.active.insert(project_id.to_owned(), facts);
                 if !a.api_key.expose().is_empty() {
                     self.keys.insert(project_id.to_owned(), a.api_key.clone());
                 }
             }
-            None => self.active.insert(project_id.to_owned(), false),
+            None => self
+                .active
+                .insert(project_id.to_owned(), ProjectFacts::default()),
         }
         Ok(access)
     }

@@ -206,6 +206,7 @@ async fn seed(dir: &TempDir, max_requests: Option<i64>) -> String {
         .create_project(NewProject {
             name: "binary-test".into(),
             api_key: ProviderKey::new(PROVIDER_KEY),
+            rate_limits: Default::default(),
         })
         .await
         .unwrap();

@@ -419,6 +419,7 @@ async fn a_project_without_a_usable_key_is_503_upstream_auth_error() {
         .create_project(llm_proxy_store::NewProject {
             name: "keyless".into(),
             api_key: llm_proxy_store::ProviderKey::new(""),
+            rate_limits: Default::default(),
         })
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! `/manage/projects`: create, list, read and update projects, revoke all their tokens.
 //! Provider keys are accepted in full, stored encrypted (when configured) and only ever returned
-//! obfuscated.
+//! obfuscated. Each project may carry request rate limits (`rate_limits`: per token of the
+//! project and for the project as a whole), enforced by [`crate::ratelimit`].
 
 use axum::Json;
 use axum::extract::State;
@@ -9,8 +10,11 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use llm_proxy_store::crypto::is_encrypted;
 use llm_proxy_store::token::looks_obfuscated;
-use llm_proxy_store::{NewProject, Project, ProjectUpdate, ProviderKey, Store, obfuscate_api_key};
-use serde::{Deserialize, Serialize};
+use llm_proxy_store::{
+    NewProject, Project, ProjectRateLimits, ProjectUpdate, ProviderKey, RateLimit, Store,
+    obfuscate_api_key,
+};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::ManageState;
 use super::error::{JsonBody, ManageError, PathId};
@@ -19,12 +23,17 @@ use super::guard::{AuditDetails, with_details};
 /// Longest accepted project name.
 const MAX_NAME_CHARS: usize = 200;
 
+/// Longest accepted rate-limit window: one day.
+const MAX_WINDOW_SECONDS: u64 = 86_400;
+
 /// Body of `POST /manage/projects`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     name: String,
     api_key: String,
+    #[serde(default)]
+    rate_limits: Option<RateLimitsBody>,
 }
 
 /// Body of `PATCH /manage/projects/{id}`.
@@ -36,6 +45,64 @@ pub struct PatchProject {
     is_active: Option<bool>,
     #[serde(default)]
     revoke_tokens: bool,
+    /// Absent = unchanged; `null` clears both scopes.
+    #[serde(default, deserialize_with = "present")]
+    rate_limits: Option<Option<RateLimitsBody>>,
+}
+
+/// `rate_limits` of a request body. Each scope: absent = unchanged (none on create), `null` =
+/// no limit, an object = this limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsBody {
+    #[serde(default, deserialize_with = "present")]
+    per_token: Option<Option<RateLimitBody>>,
+    #[serde(default, deserialize_with = "present")]
+    per_project: Option<Option<RateLimitBody>>,
+}
+
+/// One limit as sent; signed so that a negative value gets a validation message, not a type error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBody {
+    requests: i64,
+    window_seconds: i64,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`, via `#[serde(default)]`).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A limit as returned by the API.
+#[derive(Debug, Serialize)]
+pub struct RateLimitResponse {
+    requests: u64,
+    window_seconds: u64,
+}
+
+/// `rate_limits` of a project as returned by the API; `null` = no limit in that scope.
+#[derive(Debug, Serialize)]
+pub struct RateLimitsResponse {
+    per_token: Option<RateLimitResponse>,
+    per_project: Option<RateLimitResponse>,
+}
+
+impl From<ProjectRateLimits> for RateLimitsResponse {
+    fn from(limits: ProjectRateLimits) -> Self {
+        let shown = |limit: Option<RateLimit>| {
+            limit.map(|l| RateLimitResponse {
+                requests: l.requests,
+                window_seconds: l.window_seconds,
+            })
+        };
+        Self {
+            per_token: shown(limits.per_token),
+            per_project: shown(limits.per_project),
+        }
+    }
 }
 
 /// A project as returned by the API, with its provider key obfuscated.
@@ -49,6 +116,7 @@ pub struct ProjectResponse {
     deactivated_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    rate_limits: RateLimitsResponse,
 }
 
 impl ProjectResponse {
@@ -61,6 +129,7 @@ impl ProjectResponse {
             deactivated_at: project.deactivated_at,
             created_at: project.created_at,
             updated_at: project.updated_at,
+            rate_limits: project.rate_limits.into(),
         }
     }
 }
@@ -111,6 +180,46 @@ fn validated_api_key(key: &str) -> Result<ProviderKey, ManageError> {
     Ok(ProviderKey::new(key))
 }
 
+/// Checks one limit; `field` names it in the message (`rate_limits.per_token`).
+fn validated_limit(field: &str, limit: &RateLimitBody) -> Result<RateLimit, ManageError> {
+    let requests = u64::try_from(limit.requests)
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| ManageError::Validation(format!("{field}.requests must be at least 1")))?;
+    let window_seconds = u64::try_from(limit.window_seconds)
+        .ok()
+        .filter(|&s| (1..=MAX_WINDOW_SECONDS).contains(&s))
+        .ok_or_else(|| {
+            ManageError::Validation(format!(
+                "{field}.window_seconds must be between 1 and {MAX_WINDOW_SECONDS}"
+            ))
+        })?;
+    Ok(RateLimit {
+        requests,
+        window_seconds,
+    })
+}
+
+/// Validates one scope: `None` = absent, `Some(None)` = cleared, `Some(Some(_))` = set.
+fn validated_scope(
+    field: &str,
+    scope: Option<Option<RateLimitBody>>,
+) -> Result<Option<Option<RateLimit>>, ManageError> {
+    scope
+        .map(|limit| limit.map(|l| validated_limit(field, &l)).transpose())
+        .transpose()
+}
+
+/// The per-token and per-project changes of a body's `rate_limits`.
+type ScopeChanges = (Option<Option<RateLimit>>, Option<Option<RateLimit>>);
+
+fn validated_limits(body: RateLimitsBody) -> Result<ScopeChanges, ManageError> {
+    Ok((
+        validated_scope("rate_limits.per_token", body.per_token)?,
+        validated_scope("rate_limits.per_project", body.per_project)?,
+    ))
+}
+
 /// `GET /manage/projects`.
 pub async fn list(
     State(state): State<ManageState>,
@@ -131,10 +240,23 @@ pub async fn create(
 ) -> Result<Response, ManageError> {
     let name = validated_name(&body.name)?;
     let api_key = validated_api_key(&body.api_key)?;
+    let (per_token, per_project) = body
+        .rate_limits
+        .map(validated_limits)
+        .transpose()?
+        .unwrap_or_default();
+    let rate_limits = ProjectRateLimits {
+        per_token: per_token.flatten(),
+        per_project: per_project.flatten(),
+    };
     let hint = obfuscate_api_key(api_key.expose());
     let project = state
         .store
-        .create_project(NewProject { name, api_key })
+        .create_project(NewProject {
+            name,
+            api_key,
+            rate_limits,
+        })
         .await?;
     let details = AuditDetails {
         project_id: Some(project.id.clone()),
@@ -182,7 +304,17 @@ pub async fn update(
             "revoke_tokens requires is_active=false".into(),
         ));
     }
-    if name.is_none() && api_key.is_none() && body.is_active.is_none() {
+    let (per_token_limit, per_project_limit) = match body.rate_limits {
+        None => (None, None),
+        Some(None) => (Some(None), Some(None)),
+        Some(Some(limits)) => validated_limits(limits)?,
+    };
+    if name.is_none()
+        && api_key.is_none()
+        && body.is_active.is_none()
+        && per_token_limit.is_none()
+        && per_project_limit.is_none()
+    {
         return Err(ManageError::Validation("no fields to update".into()));
     }
     let new_key_hint = api_key.as_ref().map(|key| obfuscate_api_key(key.expose()));
@@ -191,6 +323,8 @@ pub async fn update(
         api_key,
         is_active: body.is_active,
         revoke_tokens: body.revoke_tokens,
+        per_token_limit,
+        per_project_limit,
     };
     let updated = state
         .store

@@ -141,6 +141,7 @@ impl Harness {
             &config,
             app::Dependencies {
                 breaker: options.breaker,
+                redis: llm_proxy::redis_link::shared_connection(&config).unwrap(),
                 ..app::Dependencies::new(store.clone(), audit, Some(events.clone()))
             },
         );
@@ -155,6 +156,7 @@ impl Harness {
             .create_project(NewProject {
                 name: format!("project-{}", uuid::Uuid::new_v4()),
                 api_key: ProviderKey::new(PROVIDER_KEY),
+                rate_limits: Default::default(),
             })
             .await
             .unwrap();
