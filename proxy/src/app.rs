@@ -13,7 +13,7 @@
 //! 5. client token: format, hash lookup through a bounded cache, expiry, revocation, atomic quota
 //!    ([`crate::tokens`]);
 //! 6. project active, then provider key ([`crate::projects`]);
-//! 7. (HTTP cache lookup: not yet implemented);
+//! 7. HTTP cache lookup ([`crate::cache`]; before the quota is counted, see [`crate::forward`]);
 //! 8. upstream through the one pooled client ([`crate::upstream`]);
 //! 9. response tap: the body streams through unchanged while metrics, the request log and the
 //!    instrumentation event ([`crate::events`]) are recorded; usage of unlimited tokens is written
@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::Audit;
 use crate::breaker::CircuitBreaker;
+use crate::cache::HttpCache;
 use crate::config::ServerConfig;
 use crate::error::ProxyError;
 use crate::events::EventTap;
@@ -65,6 +66,10 @@ impl CacheInvalidator for ProxyCaches {
 
     fn project_changed(&self, project_id: &str) {
         self.state.projects.invalidate(project_id);
+    }
+
+    fn http_cache(&self) -> Option<HttpCache> {
+        self.state.cache.clone()
     }
 }
 
@@ -105,7 +110,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
     } = deps;
     // Used by the Redis-backed features (cache, rate limits) as they are wired in.
     let _shared_redis = redis;
-    let redis_features: Vec<Arc<FeatureHealth>> = Vec::new();
+    let mut redis_features: Vec<Arc<FeatureHealth>> = Vec::new();
     let ready_events = events.clone();
     let mut metrics = Metrics::new();
     if let Some(publisher) = &events {
@@ -131,6 +136,9 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
             key_max: config.caches.api_key_max,
         },
     );
+    let (http_cache, cache_health) =
+        HttpCache::from_config(&config.http_cache, _shared_redis.as_ref(), metrics.clone());
+    redis_features.extend(cache_health);
     let state = Arc::new(ProxyState {
         client: upstream::build_client(&config.provider),
         provider: config.provider.clone(),
@@ -145,6 +153,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         max_request_size: config.max_request_size,
         events: events.map(|publisher| EventTap::new(publisher, &config.observability)),
         audit: audit.clone(),
+        cache: http_cache,
     });
 
     let caches = Arc::new(ProxyCaches {

@@ -37,6 +37,7 @@ pub enum Action {
     AdminAccess,
     AuditList,
     AuditShow,
+    CachePurge,
 }
 
 impl Action {
@@ -58,6 +59,7 @@ impl Action {
             Self::AdminAccess => "admin.access",
             Self::AuditList => "audit.list",
             Self::AuditShow => "audit.show",
+            Self::CachePurge => "cache.purge",
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct RequestFacts {
     pub body: Bytes,
     pub project_id: Option<String>,
     pub token_id: Option<String>,
+    /// `X-PROXY-CACHE` value (`hit`, `miss`, `stored`, …) when the HTTP cache took part.
+    pub cache_status: Option<&'static str>,
 }
 
 /// An event being filled while the response streams.
@@ -101,6 +103,7 @@ impl EventTap {
                 token_id: facts.token_id,
                 streaming,
                 truncated,
+                cache_status: facts.cache_status.map(str::to_owned),
                 ..InstrumentationEvent::default()
             },
             response_limit: self.max_response_body,
@@ -150,6 +153,7 @@ mod tests {
             body: Bytes::from_static(b"0123456789"),
             project_id: Some("p".into()),
             token_id: Some("t".into()),
+            cache_status: None,
         };
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());

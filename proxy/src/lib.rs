@@ -9,6 +9,7 @@
 pub mod app;
 pub mod audit;
 pub mod breaker;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -46,10 +46,21 @@ pub struct Metrics {
     uptime: Gauge<f64, AtomicU64>,
     request_count: Counter,
     error_count: Counter,
+    cache: CacheCounters,
 }
 
-/// JSON summary served at `METRICS_PATH` (upstream's keys; the HTTP cache counters stay 0 until the
-/// cache exists).
+/// Counters of the HTTP response cache ([`crate::cache`]).
+#[derive(Default)]
+struct CacheCounters {
+    hits: Counter,
+    misses: Counter,
+    bypasses: Family<ReasonLabels, Counter>,
+    bypass_total: Counter,
+    stores: Counter,
+    stores_skipped: Family<ReasonLabels, Counter>,
+}
+
+/// JSON summary served at `METRICS_PATH` (upstream's keys).
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub uptime_seconds: f64,
@@ -76,6 +87,32 @@ impl Metrics {
         let uptime = Gauge::<f64, AtomicU64>::default();
         let request_count = Counter::default();
         let error_count = Counter::default();
+        let cache = CacheCounters::default();
+        registry.register(
+            "cache_hits",
+            "HTTP cache lookups answered from the cache (conditional hits included)",
+            cache.hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "HTTP cache lookups that found nothing",
+            cache.misses.clone(),
+        );
+        registry.register(
+            "cache_bypasses",
+            "Cacheable requests that skipped the cache, by reason",
+            cache.bypasses.clone(),
+        );
+        registry.register(
+            "cache_stores",
+            "Responses written to the HTTP cache",
+            cache.stores.clone(),
+        );
+        registry.register(
+            "cache_stores_skipped",
+            "Responses of cacheable requests not stored, by reason",
+            cache.stores_skipped.clone(),
+        );
         registry.register(
             "http_requests",
             "Proxied /v1 requests by method, route and status class",
@@ -141,6 +178,7 @@ impl Metrics {
             uptime,
             request_count,
             error_count,
+            cache,
         }
     }
 
@@ -198,6 +236,33 @@ impl Metrics {
         &self.in_flight
     }
 
+    pub fn record_cache_hit(&self) {
+        self.cache.hits.inc();
+    }
+
+    pub fn record_cache_miss(&self) {
+        self.cache.misses.inc();
+    }
+
+    pub fn record_cache_bypass(&self, reason: &'static str) {
+        self.cache
+            .bypasses
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+        self.cache.bypass_total.inc();
+    }
+
+    pub fn record_cache_store(&self) {
+        self.cache.stores.inc();
+    }
+
+    pub fn record_cache_store_skipped(&self, reason: &'static str) {
+        self.cache
+            .stores_skipped
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     /// Usage updates dropped so far.
     pub fn usage_dropped(&self) -> u64 {
         self.usage_dropped.get()
@@ -208,10 +273,10 @@ impl Metrics {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             request_count: self.request_count.get(),
             error_count: self.error_count.get(),
-            cache_hits: 0,
-            cache_misses: 0,
-            cache_bypass: 0,
-            cache_stores: 0,
+            cache_hits: self.cache.hits.get(),
+            cache_misses: self.cache.misses.get(),
+            cache_bypass: self.cache.bypass_total.get(),
+            cache_stores: self.cache.stores.get(),
         }
     }
 

@@ -9,8 +9,10 @@
 //! 5. body read with the `MAX_REQUEST_SIZE` limit (413), then the param whitelist on POSTed JSON
 //!    objects (the body is parsed once);
 //! 6. origin rules (`required_headers: [origin]`, `allowed_origins`);
-//! 7. client token ([`crate::tokens`]): 401/429 per the token error table;
-//! 8. project active (403) and provider key (503) ([`crate::projects`]);
+//! 7. client token ([`crate::tokens`]): 401/429 per the token error table, checked without counting;
+//! 8. project active (403) ([`crate::projects`]), then the HTTP cache lookup ([`crate::cache`]): a
+//!    hit is served here (no quota, no upstream); on a miss the token is admitted atomically (quota),
+//!    then the provider key is loaded (503);
 //! 9. upstream through the one pooled client; `REQUEST_TIMEOUT` bounds the wait for response headers
 //!    (504), transport errors are 502;
 //! 10. the response body is passed through frame by frame, never buffered: SSE chunks reach the client
@@ -18,7 +20,8 @@
 //!     client goes away the body is dropped, which drops the upstream request. The body wrapper of
 //!     [`body`] is the tap point after the upstream response: it sees every frame and the end (or
 //!     abort) of the exchange, and records metrics, the request log and the instrumentation event
-//!     ([`crate::events`]) there.
+//!     ([`crate::events`]) there. A cacheable response is tee'd into the cache by
+//!     [`crate::cache::HttpCache::on_response`].
 //!
 //! Submodules: [`validate`] (steps 4–6), [`headers`] (header rules and CORS), [`body`] (step 10).
 
@@ -39,6 +42,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor, Audit};
 use crate::breaker::CircuitBreaker;
+use crate::cache::{HttpCache, Lookup};
 use crate::config::Provider;
 use crate::error::{ErrorCode, ProxyError};
 use crate::events::{EventTap, RequestFacts};
@@ -71,6 +75,8 @@ pub struct ProxyState {
     /// `None` when `OBSERVABILITY_ENABLED=false`.
     pub events: Option<EventTap>,
     pub audit: Audit,
+    /// The HTTP response cache; `None` when `HTTP_CACHE_ENABLED=false`.
+    pub cache: Option<HttpCache>,
 }
 
 /// What is known about a request before it is forwarded.
@@ -170,8 +176,27 @@ async fn forward(
     let identified = state.tokens.identify(authorization).await?;
     facts.project_id = Some(identified.record.project_id.clone());
     facts.token_id = Some(identified.record.id.to_string());
+    state.tokens.check(&identified)?;
+    state
+        .projects
+        .ensure_active(&identified.record.project_id)
+        .await?;
+
+    // HTTP cache lookup: a hit is served here, neither counted against the quota nor sent upstream.
+    let mut cache_plan = state.cache.as_ref().and_then(|cache| {
+        let project_id = &identified.record.project_id;
+        cache.plan(project_id, &parts.method, &parts.uri, &parts.headers, &body)
+    });
+    if let (Some(cache), Some(plan)) = (&state.cache, cache_plan.as_mut())
+        && let Lookup::Hit(entry) = cache.lookup(plan).await
+    {
+        let (response, label) = cache.serve(plan, &entry, &parts.method, &parts.headers);
+        state.tokens.record_cache_hit(&identified);
+        facts.cache_status = Some(label);
+        return Ok(response);
+    }
+
     let token = state.tokens.admit(identified).await?;
-    state.projects.ensure_active(&token.project_id).await?;
     let key = state.projects.provider_key(&token.project_id).await?;
 
     let uri = upstream_uri(&provider.base_url, &parts.uri)?;
@@ -216,7 +241,16 @@ async fn forward(
             parts.headers.insert(HeaderName::from_static(name), value);
         }
     }
-    Ok(Response::from_parts(parts, Body::new(incoming)))
+    let body = match (&state.cache, cache_plan) {
+        (Some(cache), Some(plan)) => {
+            let (body, label) =
+                cache.on_response(plan, parts.status, &mut parts.headers, Body::new(incoming));
+            facts.cache_status = Some(label);
+            body
+        }
+        _ => Body::new(incoming),
+    };
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Records refusals the audit trail keeps (spec §1.2): an inactive project (`denied`) and a database

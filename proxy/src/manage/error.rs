@@ -56,6 +56,9 @@ pub enum ManageError {
         /// Explanation.
         message: &'static str,
     },
+    /// A backend other than the database (the cache's Redis) did not answer.
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
     /// The database failed.
     #[error("internal server error")]
     Store(#[source] StoreError),
@@ -128,6 +131,7 @@ impl ManageError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -146,6 +150,7 @@ impl ManageError {
             Self::Conflict(_) => "conflict",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Store(_) => "internal_error",
+            Self::Unavailable(_) => "service_unavailable",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The management API (`/manage/*`): projects, tokens and the audit log, behind the management
-//! token.
+//! The management API (`/manage/*`): projects, tokens, the audit log and HTTP cache purges, behind
+//! the management token.
 //!
 //! Every route is listed once in [`ROUTES`]; the router is built from that table and the OpenAPI
 //! test compares it with `proxy/openapi.yaml`. One middleware ([`guard`]) authenticates every
@@ -7,6 +7,7 @@
 //! gives axum's own 405s a JSON body. Errors map to HTTP in [`error::ManageError`] only.
 
 pub mod audit_log;
+pub mod cache;
 pub mod error;
 mod guard;
 pub mod projects;
@@ -35,6 +36,10 @@ pub trait CacheInvalidator: Send + Sync {
     fn token_changed(&self, hash: &TokenHash);
     /// The project was deactivated, reactivated or changed (provider key, name).
     fn project_changed(&self, project_id: &str);
+    /// The HTTP response cache, for purges; `None` when caching is disabled.
+    fn http_cache(&self) -> Option<crate::cache::HttpCache> {
+        None
+    }
 }
 
 /// What the management handlers share.
@@ -168,6 +173,13 @@ pub const ROUTES: &[ManageRoute] = &[
         action: Action::AuditShow,
         subject: Subject::AuditEvent,
         handler: || get(audit_log::get_one),
+    },
+    ManageRoute {
+        method: Method::POST,
+        path: "/manage/cache/purge",
+        action: Action::CachePurge,
+        subject: Subject::None,
+        handler: || post(cache::purge),
     },
 ];
 

@@ -296,3 +296,23 @@ pub async fn send(
 pub fn request(method: Method, url: &str) -> http::request::Builder {
     Request::builder().method(method).uri(url)
 }
+
+/// A new, empty PostgreSQL database on the test server (`LLM_PROXY_TEST_DATABASE_URL`, provided by
+/// `scripts/test-services.sh`; fails, never skips, when it is unset); returns its URL.
+pub async fn fresh_pg_database() -> String {
+    use sqlx::Connection as _;
+    let admin_url = std::env::var("LLM_PROXY_TEST_DATABASE_URL")
+        .expect("LLM_PROXY_TEST_DATABASE_URL must be set: run through scripts/test-services.sh");
+    let name = format!("proxy_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::postgres::PgConnection::connect(&admin_url)
+        .await
+        .unwrap();
+    // The name is generated above from a UUID: no injection possible.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}

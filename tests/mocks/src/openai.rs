@@ -2,7 +2,8 @@
 //! must handle, and an observable record of what it received.
 //!
 //! Knobs ([`Behaviour`]): a fixed status and error body, a delay before the response headers, SSE
-//! streaming with N chunks at a given pacing, and dying mid-stream. Observations: every received
+//! streaming with N chunks at a given pacing, dying mid-stream, and extra response headers.
+//! Observations: every received
 //! request (method, path and query, headers including `Authorization`, body), the instant each SSE
 //! chunk was handed to the connection, and requests whose client went away before the response was
 //! complete.
@@ -43,6 +44,9 @@ pub struct Behaviour {
     pub chunk_interval: Duration,
     /// End the stream with an error after this many chunks.
     pub die_after_chunks: Option<usize>,
+    /// Headers set on every response (replacing the mock's own of the same name), e.g.
+    /// `Cache-Control` or `ETag` for cache tests.
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl Default for Behaviour {
@@ -54,6 +58,7 @@ impl Default for Behaviour {
             stream_chunks: 5,
             chunk_interval: Duration::from_millis(10),
             die_after_chunks: None,
+            response_headers: Vec::new(),
         }
     }
 }
@@ -257,11 +262,22 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false)
         || path_and_query.contains("stream=true");
-    if wants_stream {
-        return stream_response(shared, behaviour, completion);
+    let extra_headers = behaviour.response_headers.clone();
+    let mut response = if wants_stream {
+        stream_response(shared, behaviour, completion)
+    } else {
+        completion.done();
+        json_response(StatusCode::OK, chat_completion())
+    };
+    for (name, value) in extra_headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
     }
-    completion.done();
-    json_response(StatusCode::OK, chat_completion())
+    response
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {
