@@ -441,15 +441,15 @@ async fn a_post_body_over_the_object_limit_is_not_cached() {
 #[tokio::test]
 async fn entries_expire_after_their_ttl() {
     let h = Harness::start().await;
-    answer_with(&h, &[("cache-control", "public, max-age=1")]);
+    // Two seconds leave a loaded machine time for the immediate hit.
+    answer_with(&h, &[("cache-control", "public, max-age=2")]);
     let token = h.token(None, None).await;
-    assert_eq!(
-        cache_status(&get(&h, &token, "/v1/models", &[]).await),
-        "llm-proxy; stored; ttl=1"
-    );
-    assert!(cache_status(&get(&h, &token, "/v1/models", &[]).await).starts_with("llm-proxy; hit"));
+    let stored = get(&h, &token, "/v1/models", &[]).await;
+    assert_eq!(cache_status(&stored), "llm-proxy; stored; ttl=2");
+    let hit = get(&h, &token, "/v1/models", &[]).await;
+    assert!(cache_status(&hit).starts_with("llm-proxy; hit"));
     let expired = until_status("llm-proxy; stored", || get(&h, &token, "/v1/models", &[])).await;
-    assert_eq!(cache_status(&expired), "llm-proxy; stored; ttl=1");
+    assert_eq!(cache_status(&expired), "llm-proxy; stored; ttl=2");
     assert_eq!(h.mock.requests().len(), 2);
 }
 
@@ -769,13 +769,28 @@ async fn the_redis_backend_serves_stores_and_purges() {
         cache_status(&get(&h, &token, "/v1/models", &[]).await),
         "llm-proxy; stored; ttl=60"
     );
-    let stored: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    // The key names the project and two hashes, nothing else.
+    // The store is not awaited by the request: wait for the key.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let stored = loop {
+        let stored: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if !stored.is_empty() || tokio::time::Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    // The key names the project and two hashes, nothing else; Redis expires it with the entry.
+    assert_eq!(stored.len(), 1);
     for key in stored {
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!((1..=60_000).contains(&ttl_ms), "{ttl_ms}");
         let rest = key.strip_prefix(&prefix).unwrap();
         assert!(rest.starts_with(&format!("{}:", h.project.id)), "{key}");
         assert!(!key.contains(&token));

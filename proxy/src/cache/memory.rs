@@ -64,3 +64,48 @@ impl MemoryBackend {
         deleted
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::cache::PurgeTarget;
+    use crate::cache::entry::now_ms;
+
+    fn entry(body_len: usize, ttl_ms: u64) -> CachedResponse {
+        CachedResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: Bytes::from(vec![b'x'; body_len]),
+            stored_at_ms: now_ms(),
+            expires_at_ms: now_ms() + ttl_ms,
+        }
+    }
+
+    #[test]
+    fn the_byte_bound_evicts_entries() {
+        let memory = MemoryBackend::new(10_000);
+        for n in 0..20 {
+            memory.insert(format!("p:{n:064}:v"), entry(1_000, 60_000));
+        }
+        memory.cache.run_pending_tasks();
+        assert!(memory.cache.weighted_size() <= 10_000);
+        assert!(memory.cache.entry_count() < 20);
+    }
+
+    #[test]
+    fn expired_entries_are_not_returned_and_purges_count() {
+        let memory = MemoryBackend::new(1_000_000);
+        memory.insert("x:p:r:v1".into(), entry(1, 0));
+        assert!(memory.get("x:p:r:v1").is_none());
+        memory.insert("x:p:r:v2".into(), entry(1, 60_000));
+        memory.insert("x:q:r:v3".into(), entry(1, 60_000));
+        let project_p = PurgeSelector {
+            project_id: Some("p".into()),
+            target: PurgeTarget::KeyPrefix(String::new()),
+        };
+        assert_eq!(memory.purge("x:", &project_p), 1);
+        assert!(memory.get("x:q:r:v3").is_some());
+    }
+}
