@@ -688,6 +688,11 @@ async fn purge_errors() {
             "validation_error",
             "invalid URL",
         ),
+        (
+            r#"{"method":"GE T","url":"/v1/models"}"#,
+            "validation_error",
+            "invalid method",
+        ),
         (r#"{"method":"GET","#, "invalid_json", ""),
     ] {
         let reply = purge(&h, body).await;
@@ -698,6 +703,8 @@ async fn purge_errors() {
             "{body}"
         );
     }
+    let unknown_field = purge(&h, r#"{"method":"GET","url":"/v1/models","all":true}"#).await;
+    unknown_field.assert_error(422, "invalid_body");
     let unauthenticated = h
         .send(
             Request::post(h.url("/manage/cache/purge"))
@@ -795,6 +802,34 @@ async fn the_redis_backend_serves_stores_and_purges() {
         assert!(rest.starts_with(&format!("{}:", h.project.id)), "{key}");
         assert!(!key.contains(&token));
     }
+}
+
+#[tokio::test]
+async fn without_redis_cache_url_the_shared_redis_connection_is_used() {
+    let prefix = unique_prefix();
+    let h = Harness::with(Options {
+        env: vec![
+            (env::HTTP_CACHE_BACKEND, "redis".into()),
+            (env::REDIS_URL, redis_url()),
+            (env::REDIS_CACHE_KEY_PREFIX, prefix.clone()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    answer_with(&h, &[("cache-control", "public, max-age=60")]);
+    let token = h.token(None, None).await;
+    let stored = get(&h, &token, "/v1/models", &[]).await;
+    assert_eq!(cache_status(&stored), "llm-proxy; stored; ttl=60");
+    let hit = until_status("llm-proxy; hit", || get(&h, &token, "/v1/models", &[])).await;
+    assert!(
+        cache_status(&hit).starts_with("llm-proxy; hit"),
+        "{:?}",
+        hit.headers
+    );
+    assert_eq!(
+        get(&h, &token, "/ready", &[]).await.json()["checks"]["cache"],
+        "ok"
+    );
 }
 
 #[tokio::test]
