@@ -75,6 +75,9 @@ struct RunArgs {
     /// Image of the development PostgreSQL.
     #[arg(long, env = "POSTGRES_IMAGE", default_value = controller::DEFAULT_POSTGRES_IMAGE)]
     postgres_image: String,
+    /// Seconds between re-reconciles of a healthy LlmProxy (periodic drift check).
+    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    resync_seconds: u64,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
@@ -166,7 +169,7 @@ fn run(args: RunArgs) -> ExitCode {
         leader_election,
         metrics_addr: Some(args.metrics_addr),
         postgres_image: args.postgres_image,
-        ..OperatorConfig::default()
+        resync_interval: Duration::from_secs(args.resync_seconds),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -178,10 +181,17 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        let client = kube::Client::try_default().await?;
-        controller::run(client, config, shutdown_signal()).await
-    });
+    let client = match runtime.block_on(kube::Client::try_default()) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                "cannot configure the Kubernetes client from KUBECONFIG, ~/.kube/config or the in-cluster service account"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(controller::run(client, config, shutdown_signal()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
