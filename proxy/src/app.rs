@@ -12,7 +12,8 @@
 //! 4. path safety, method and endpoint allow-lists, body size, param whitelist, origin rules;
 //! 5. client token: format, hash lookup through a bounded cache, expiry, revocation, atomic quota
 //!    ([`crate::tokens`]);
-//! 6. project active, then provider key ([`crate::projects`]);
+//! 6. project active, then provider key ([`crate::projects`]); rate limits ([`crate::ratelimit`])
+//!    between the two, before the token's quota is counted;
 //! 7. HTTP cache lookup ([`crate::cache`]; before the quota is counted, see [`crate::forward`]);
 //! 8. upstream through the one pooled client ([`crate::upstream`]);
 //! 9. response tap: the body streams through unchanged while metrics, the request log and the
@@ -40,6 +41,7 @@ use crate::health::{self, Readiness};
 use crate::manage::{self, CacheInvalidator, ManageState};
 use crate::metrics::Metrics;
 use crate::projects::{ProjectGate, ProjectSettings};
+use crate::ratelimit::RateLimiter;
 use crate::redis_link::{ConnectionManager, FeatureHealth};
 use crate::tokens::{TokenAuthority, TokenSettings};
 use crate::upstream;
@@ -112,10 +114,13 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
     let _shared_redis = redis;
     let mut redis_features: Vec<Arc<FeatureHealth>> = Vec::new();
     let ready_events = events.clone();
+    let rate_limits = RateLimiter::new(&config.rate_limit, _shared_redis.clone());
+    redis_features.extend(rate_limits.health());
     let mut metrics = Metrics::new();
     if let Some(publisher) = &events {
         metrics.register_event_bus(publisher.metrics());
     }
+    metrics.register_rate_limits(rate_limits.metrics());
     let metrics = Arc::new(metrics);
     let (tokens, usage_flusher) = TokenAuthority::new(
         store.clone(),
@@ -153,6 +158,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         max_request_size: config.max_request_size,
         events: events.map(|publisher| EventTap::new(publisher, &config.observability)),
         audit: audit.clone(),
+        rate_limits,
         cache: http_cache,
     });
 

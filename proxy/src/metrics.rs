@@ -187,6 +187,11 @@ impl Metrics {
         bus.register(&mut self.registry);
     }
 
+    /// Adds the rate-limit counters (`llm_proxy_rate_limit_*`).
+    pub fn register_rate_limits(&mut self, rate_limits: &crate::ratelimit::RateLimitMetrics) {
+        rate_limits.register(self.registry.sub_registry_with_prefix("llm_proxy"));
+    }
+
     /// Records a finished `/v1` response.
     pub fn record_response(&self, method: &str, route: &str, status: u16, duration: Duration) {
         let status_class = match status {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,25 +16,6 @@ use llm_proxy_mocks::openai::{Behaviour, MockOpenAi, SSE_DONE};
 use llm_proxy_store::{Driver, NewProject, ProviderKey, StoreConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_llm-proxy");
-
-fn base_command(dir: &TempDir) -> Command {
-    let mut command = Command::new(BINARY);
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(env::MANAGEMENT_TOKEN, MANAGEMENT_TOKEN)
-        .env(env::DATABASE_PATH, dir.0.join("proxy.db"))
-        .env(env::API_CONFIG_PATH, dir.0.join("absent.yaml"))
-        .env(env::AUDIT_LOG_FILE, dir.0.join("audit.log"))
-        .env(env::LISTEN_ADDR, "127.0.0.1:0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
 
 /// Runs the binary to completion and returns (exit code, stderr).
 async fn run_to_exit(mut command: Command) -> (Option<i32>, String) {
@@ -93,7 +73,7 @@ async fn configuration_errors_name_the_variable_and_exit_2() {
         (vec![(env::LOG_FORMAT, "xml")], "LOG_FORMAT=\"xml\"", None),
     ];
     for (vars, expected, secret) in cases {
-        let mut command = base_command(&dir);
+        let mut command = common::proxy_command(&dir);
         for (name, value) in &vars {
             command.env(name, value);
         }
@@ -104,7 +84,7 @@ async fn configuration_errors_name_the_variable_and_exit_2() {
             assert!(!stderr.contains(secret), "secret echoed: {stderr}");
         }
     }
-    let mut invalid_yaml = base_command(&dir);
+    let mut invalid_yaml = common::proxy_command(&dir);
     let path = dir.0.join("providers.yaml");
     std::fs::write(
         &path,
@@ -123,7 +103,7 @@ async fn configuration_errors_name_the_variable_and_exit_2() {
 #[tokio::test]
 async fn version_subcommand_prints_the_version() {
     let dir = TempDir::new();
-    let mut command = base_command(&dir);
+    let mut command = common::proxy_command(&dir);
     command.arg("version");
     let output = command.output().await.unwrap();
     assert!(output.status.success());
@@ -133,7 +113,7 @@ async fn version_subcommand_prints_the_version() {
 #[tokio::test]
 async fn migrate_up_and_status() {
     let dir = TempDir::new();
-    let mut up = base_command(&dir);
+    let mut up = common::proxy_command(&dir);
     up.args(["migrate", "up"]);
     let output = up.output().await.unwrap();
     assert!(
@@ -141,7 +121,7 @@ async fn migrate_up_and_status() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut status = base_command(&dir);
+    let mut status = common::proxy_command(&dir);
     status.args(["migrate", "status"]);
     let output = status.output().await.unwrap();
     assert!(output.status.success());
@@ -160,7 +140,7 @@ struct Running {
 }
 
 async fn start(dir: &TempDir, extra: &[(&str, String)]) -> Running {
-    let mut command = base_command(dir);
+    let mut command = common::proxy_command(dir);
     command
         .env(env::LOG_LEVEL, "debug")
         .env(env::LOG_FORMAT, "json");
@@ -360,7 +340,7 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
 async fn text_logs_are_human_text_in_the_log_file() {
     let dir = TempDir::new();
     let log_file = dir.0.join("proxy.log");
-    let mut command = base_command(&dir);
+    let mut command = common::proxy_command(&dir);
     command
         .env(env::LOG_FORMAT, "text")
         .env(env::LOG_FILE, &log_file);
@@ -456,7 +436,7 @@ async fn events_reach_the_redis_stream() {
 #[tokio::test]
 async fn dispatcher_subcommand_rejects_a_missing_api_key_with_exit_2() {
     let dir = TempDir::new();
-    let mut command = base_command(&dir);
+    let mut command = common::proxy_command(&dir);
     command
         .args(["dispatcher", "--service", "lunary"])
         .env(env::LLM_PROXY_EVENT_BUS, "redis-streams");
@@ -478,7 +458,7 @@ async fn dispatcher_subcommand_serves_health_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut command = base_command(&dir);
+    let mut command = common::proxy_command(&dir);
     command
         .args(["dispatcher", "--service", "file", "--health-addr"])
         .arg(format!("127.0.0.1:{port}"))

@@ -10,9 +10,10 @@
 //!    objects (the body is parsed once);
 //! 6. origin rules (`required_headers: [origin]`, `allowed_origins`);
 //! 7. client token ([`crate::tokens`]): 401/429 per the token error table, checked without counting;
-//! 8. project active (403) ([`crate::projects`]), then the HTTP cache lookup ([`crate::cache`]): a
-//!    hit is served here (no quota, no upstream); on a miss the token is admitted atomically (quota),
-//!    then the provider key is loaded (503);
+//! 8. project active (403) ([`crate::projects`]), then the project's rate limits
+//!    ([`crate::ratelimit`]: 429, or 503 when fail-closed), before anything is counted, then the HTTP
+//!    cache lookup ([`crate::cache`]): a hit is served here (no quota, no upstream); on a miss the
+//!    token is admitted atomically (quota), then the provider key is loaded (503);
 //! 9. upstream through the one pooled client; `REQUEST_TIMEOUT` bounds the wait for response headers
 //!    (504), transport errors are 502;
 //! 10. the response body is passed through frame by frame, never buffered: SSE chunks reach the client
@@ -48,6 +49,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::events::{EventTap, RequestFacts};
 use crate::metrics::Metrics;
 use crate::projects::ProjectGate;
+use crate::ratelimit::RateLimiter;
 use crate::tokens::TokenAuthority;
 use crate::upstream::UpstreamClient;
 
@@ -75,6 +77,8 @@ pub struct ProxyState {
     /// `None` when `OBSERVABILITY_ENABLED=false`.
     pub events: Option<EventTap>,
     pub audit: Audit,
+    /// Per-token and per-project request rates ([`crate::ratelimit`]).
+    pub rate_limits: RateLimiter,
     /// The HTTP response cache; `None` when `HTTP_CACHE_ENABLED=false`.
     pub cache: Option<HttpCache>,
 }
@@ -180,6 +184,15 @@ async fn forward(
     state
         .projects
         .ensure_active(&identified.record.project_id)
+        .await?;
+    // Before the quota is counted: a rate-limited request consumes nothing.
+    let limits = state
+        .projects
+        .rate_limits(&identified.record.project_id)
+        .await?;
+    state
+        .rate_limits
+        .check(identified.record.id, &identified.record.project_id, &limits)
         .await?;
 
     // HTTP cache lookup: a hit is served here, neither counted against the quota nor sent upstream.

@@ -243,6 +243,25 @@ pub async fn issue_token(
     token
 }
 
+/// The `llm-proxy` binary on `dir` (SQLite database, absent providers file, audit log), with a clean
+/// environment, a loopback port 0, piped output, and killed when dropped.
+pub fn proxy_command(dir: &TempDir) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-proxy"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(env::MANAGEMENT_TOKEN, MANAGEMENT_TOKEN)
+        .env(env::DATABASE_PATH, dir.0.join("proxy.db"))
+        .env(env::API_CONFIG_PATH, dir.0.join("absent.yaml"))
+        .env(env::AUDIT_LOG_FILE, dir.0.join("audit.log"))
+        .env(env::LISTEN_ADDR, "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
 pub const CHAT_BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
 pub const CHAT_STREAM_BODY: &str =
     r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
