@@ -5,7 +5,7 @@ CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 export TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: help run test test-rust test-charts build lint fmt crds e2e clean bench bench-gate
+.PHONY: help run test test-rust test-charts build lint fmt crds e2e clean bench bench-gate bench-operator
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -50,6 +50,12 @@ bench: ## wall-clock benchmark: direct vs pass-through vs llm-proxy (BENCH_QUICK
 	$(CARGO) build --release -p llm-proxy -p llm-proxy-bench --bins
 	$(BENCH_BIN)/bench run
 	$(BENCH_BIN)/bench report bench/results/latest.json > docs/benchmarks.md
+	$(MAKE) --no-print-directory bench-operator
+
+bench-operator: ## operator scale: the operator binary vs the fake API server with 1,000 LlmProxies; writes bench/results/operator-scale.json and docs/operator-benchmarks.md
+	$(CARGO) build --release -p llm-proxy-operator -p llm-proxy-operator-bench --bins
+	$(BENCH_BIN)/operator-scale run --operator $(BENCH_BIN)/llm-proxy-operator
+	$(BENCH_BIN)/operator-scale report bench/results/operator-scale.json > docs/operator-benchmarks.md
 
 bench-gate: ## callgrind instructions per request vs bench/baseline.json (> 10% growth fails; BENCH_GATE_UPDATE=1 rewrites it)
 	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y valgrind; } || { echo "bench-gate needs valgrind"; exit 1; }

@@ -110,6 +110,63 @@ impl Drop for FakeApiServer {
 
 /// The manager name the fake uses when it plays the deployment controller.
 const DEPLOYMENT_CONTROLLER: &str = "kube-controller-manager";
+/// The manager name the fake uses when it plays the persistent-volume binder.
+const VOLUME_BINDER: &str = "persistentvolume-binder";
+/// The manager name of objects created test-side with [`FakeApiServer::create_dynamic`].
+const TEST_CLIENT: &str = "fake-apiserver-test";
+
+fn deployments_info(state: &ServerState) -> Result<registry::ResourceInfo, ApiError> {
+    state
+        .store
+        .registry
+        .lookup("apps", "v1", "deployments")
+        .cloned()
+        .ok_or(ApiError::UnknownResource)
+}
+
+/// Sets a Deployment's status to rolled out and available for its current generation.
+fn mark_available(
+    store: &mut Store,
+    info: &registry::ResourceInfo,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let deployment = store.get(info, Some(namespace), name)?;
+    let replicas = deployment
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let generation = deployment
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let now = store::now_timestamp();
+    let status = json!({"status": {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+             "message": "Deployment has minimum availability.", "lastUpdateTime": now, "lastTransitionTime": now},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+             "message": format!("ReplicaSet \"{name}\" has successfully progressed."), "lastUpdateTime": now, "lastTransitionTime": now},
+        ],
+    }});
+    let writer = Writer {
+        manager: DEPLOYMENT_CONTROLLER,
+        subresource: Some("status"),
+    };
+    store.patch(
+        info,
+        Some(namespace),
+        name,
+        PatchBody::Merge(status),
+        writer,
+    )?;
+    Ok(())
+}
 
 impl FakeApiServer {
     /// Starts a server on `127.0.0.1:0`.
@@ -233,6 +290,23 @@ impl FakeApiServer {
         self.shared.lock().controls.requests.clone()
     }
 
+    /// A position in the request log, for [`FakeApiServer::requests_since`].
+    pub fn request_mark(&self) -> usize {
+        self.shared.lock().controls.requests.len()
+    }
+
+    /// The requests after `mark`.
+    pub fn requests_since(&self, mark: usize) -> Vec<RequestRecord> {
+        self.shared
+            .lock()
+            .controls
+            .requests
+            .iter()
+            .skip(mark)
+            .cloned()
+            .collect()
+    }
+
     /// How many requests with `verb` went to resource `plural`.
     pub fn request_count(&self, verb: Verb, plural: &str) -> usize {
         self.shared
@@ -286,53 +360,113 @@ impl FakeApiServer {
         self.shared.open_watches.load(Ordering::SeqCst)
     }
 
-    /// Plays the deployment controller: sets the Deployment's status to fully rolled out and
-    /// available for its current generation, through the status subresource (not in the write log).
-    pub fn mark_deployment_available(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
+    /// Creates an object test-side (as `kubectl apply` before the test would), by group (empty for
+    /// core), version and plural; not in the request or write log. Watches see it as usual.
+    pub fn create_dynamic(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        object: Value,
+    ) -> Result<Value, ApiError> {
         let mut state = self.shared.lock();
         let info = state
             .store
             .registry
-            .lookup("apps", "v1", "deployments")
+            .lookup(group, version, plural)
             .cloned()
             .ok_or(ApiError::UnknownResource)?;
-        let deployment = state.store.get(&info, Some(namespace), name)?;
-        let replicas = deployment
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        let generation = deployment
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        let now = store::now_timestamp();
-        let status = json!({"status": {
-            "observedGeneration": generation,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-            "conditions": [
-                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                 "message": "Deployment has minimum availability.", "lastUpdateTime": now, "lastTransitionTime": now},
-                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                 "message": format!("ReplicaSet \"{name}\" has successfully progressed."), "lastUpdateTime": now, "lastTransitionTime": now},
-            ],
-        }});
-        let writer = Writer {
-            manager: DEPLOYMENT_CONTROLLER,
-            subresource: Some("status"),
-        };
-        state.store.patch(
+        let created = state.store.create(
             &info,
-            Some(namespace),
-            name,
-            PatchBody::Merge(status),
-            writer,
+            namespace,
+            object,
+            Writer {
+                manager: TEST_CLIENT,
+                subresource: None,
+            },
         )?;
         drop(state);
         self.shared.notify_activity();
+        Ok(created)
+    }
+
+    /// How many stored objects of `group`/`plural` satisfy `predicate`, without copying them
+    /// (cheap enough to poll over thousands of objects).
+    pub fn count_where(
+        &self,
+        group: &str,
+        plural: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> usize {
+        self.shared
+            .lock()
+            .store
+            .count_where(group, plural, predicate)
+    }
+
+    /// Plays the deployment controller: sets the Deployment's status to fully rolled out and
+    /// available for its current generation, through the status subresource (not in the write log).
+    pub fn mark_deployment_available(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
+        let mut state = self.shared.lock();
+        let info = deployments_info(&state)?;
+        mark_available(&mut state.store, &info, namespace, name)?;
+        drop(state);
+        self.shared.notify_activity();
         Ok(())
+    }
+
+    /// [`FakeApiServer::mark_deployment_available`] for every Deployment whose status has not
+    /// observed its current generation yet; returns how many were marked.
+    pub fn mark_deployments_available(&self) -> Result<usize, ApiError> {
+        let mut state = self.shared.lock();
+        let info = deployments_info(&state)?;
+        let lagging = state.store.keys_where("apps", "deployments", |deployment| {
+            deployment.pointer("/status/observedGeneration")
+                != deployment.pointer("/metadata/generation")
+        });
+        for (namespace, name) in &lagging {
+            mark_available(&mut state.store, &info, namespace, name)?;
+        }
+        drop(state);
+        if !lagging.is_empty() {
+            self.shared.notify_activity();
+        }
+        Ok(lagging.len())
+    }
+
+    /// Plays the volume binder: every PersistentVolumeClaim not yet `Bound` becomes `Bound` (status
+    /// subresource, not in the write log); returns how many changed.
+    pub fn bind_persistent_volume_claims(&self) -> Result<usize, ApiError> {
+        let mut state = self.shared.lock();
+        let info = state
+            .store
+            .registry
+            .lookup("", "v1", "persistentvolumeclaims")
+            .cloned()
+            .ok_or(ApiError::UnknownResource)?;
+        let pending = state
+            .store
+            .keys_where("", "persistentvolumeclaims", |claim| {
+                claim.pointer("/status/phase").and_then(Value::as_str) != Some("Bound")
+            });
+        for (namespace, name) in &pending {
+            state.store.patch(
+                &info,
+                Some(namespace),
+                name,
+                PatchBody::Merge(json!({"status": {"phase": "Bound"}})),
+                Writer {
+                    manager: VOLUME_BINDER,
+                    subresource: Some("status"),
+                },
+            )?;
+        }
+        drop(state);
+        if !pending.is_empty() {
+            self.shared.notify_activity();
+        }
+        Ok(pending.len())
     }
 
     /// Awaits `condition` (re-checked after every request or change) until `timeout`; returns its

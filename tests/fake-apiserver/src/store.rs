@@ -281,6 +281,33 @@ impl Store {
             .collect()
     }
 
+    /// How many objects of `group`/`plural` satisfy `predicate` (test accessor, no copies).
+    pub fn count_where(
+        &self,
+        group: &str,
+        plural: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> usize {
+        self.objects
+            .iter()
+            .filter(|(key, object)| key.group == group && key.plural == plural && predicate(object))
+            .count()
+    }
+
+    /// Namespace and name of the objects of `group`/`plural` that satisfy `predicate`.
+    pub fn keys_where(
+        &self,
+        group: &str,
+        plural: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Vec<(String, String)> {
+        self.objects
+            .iter()
+            .filter(|(key, object)| key.group == group && key.plural == plural && predicate(object))
+            .map(|(key, _)| (key.namespace.clone(), key.name.clone()))
+            .collect()
+    }
+
     /// POST: creates an object; the writer owns every field it set (operation `Update`).
     pub fn create(
         &mut self,
