@@ -7,14 +7,16 @@
 //! stays within `max_requests`, so no replica ever over-admits) and serves them from memory. `k`
 //! starts at 1, doubles while the token is hot (its lease ran out before it expired) up to
 //! [`MAX_CHUNK`], and falls back to 1 ([`Store::admit`], which also classifies refusals) when a chunk no
-//! longer fits. A lease serves for at most [`LEASE_TTL`]; its unused part is then returned
+//! longer fits. Once half of a chunk is used, the next one is reserved ahead in a background task, so
+//! a busy token's requests do not wait for the database. A lease serves for at most [`LEASE_TTL`]
+//! after its last reservation; its unused part is then returned
 //! (`request_count -= unused`, batched with usage), so `k` concurrent requests on a token with
 //! `max_requests = k` still admit exactly `k`, and a crash can only under-admit. Consequences:
 //! - a revocation, expiry or quota change made through `/manage` of *this* process applies at once
 //!   ([`TokenAuthority::invalidate`] drops the lease); one made by another replica applies within
 //!   [`LEASE_TTL`] (1 s);
 //! - `request_count` seen through `/manage` may include reservations not used yet (at most
-//!   [`MAX_CHUNK`] − 1 per replica and token), until they are returned (about 2 s after the token
+//!   2 × [`MAX_CHUNK`] − 1 per replica and token), until they are returned (about 2 s after the token
 //!   cools down); and another replica may refuse a request with 429 while such a reservation is
 //!   outstanding near the end of the quota;
 //! - `last_used_at` is set when a chunk is reserved, not by each request served from it.
@@ -179,27 +181,53 @@ impl TokenAuthority {
             // Too many leased tokens at once: count this request alone.
             return self.admit_one(hash, now).await;
         };
-        if let Some(record) = slot.take(Instant::now(), now)? {
-            return Ok(record);
+        if let Some(served) = slot.take(Instant::now(), now)? {
+            return Ok(self.served(hash, slot, served));
         }
-        let _refilling = slot.refill.lock().await;
-        if let Some(record) = slot.take(Instant::now(), now)? {
-            return Ok(record);
+        let refilling = slot.refill.lock().await;
+        if let Some(served) = slot.take(Instant::now(), now)? {
+            drop(refilling);
+            return Ok(self.served(hash, slot, served));
         }
         let (chunk, expired_unused) = slot.next_chunk(Instant::now());
-        self.release(&hash, expired_unused, now);
+        self.release(&hash, expired_unused);
         if chunk > 1
             && let Some(record) = self.store.reserve(&hash, now, chunk).await?
         {
             self.cache.insert(hash.clone(), record.clone());
             let orphaned = slot.install(&record, chunk - 1, chunk);
-            self.release(&hash, orphaned, now);
+            self.release(&hash, orphaned);
             return Ok(record);
         }
         let record = self.admit_one(hash.clone(), now).await?;
         let orphaned = slot.install(&record, 0, 1);
-        self.release(&hash, orphaned, now);
+        self.release(&hash, orphaned);
         Ok(record)
+    }
+
+    /// Starts the reservation ahead a served request asked for: a hot token's requests then never
+    /// wait for the database (the write happens while the rest of the lease is being used).
+    fn served(&self, hash: TokenHash, slot: Arc<LeaseSlot>, served: Served) -> TokenRecord {
+        if let Some(chunk) = served.prefetch {
+            let store = self.store.clone();
+            let usage = self.usage.clone();
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                let _refilling = slot.refill.lock().await;
+                let reserved = match store.reserve(&hash, Utc::now(), chunk).await {
+                    Ok(reserved) => reserved,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "quota reservation ahead failed");
+                        None
+                    }
+                };
+                let orphaned = slot.extend(reserved, chunk);
+                if orphaned > 0 && usage.try_send(give_back(hash, orphaned)).is_err() {
+                    metrics.record_usage_dropped();
+                }
+            });
+        }
+        served.record
     }
 
     /// One atomic admission of one request ([`Store::admit`]), classifying refusals.
@@ -226,17 +254,15 @@ impl TokenAuthority {
     }
 
     /// Returns unused reserved requests through the usage batcher (never awaited).
-    fn release(&self, hash: &TokenHash, unused: i64, now: DateTime<Utc>) {
+    fn release(&self, hash: &TokenHash, unused: i64) {
         if unused <= 0 {
             return;
         }
-        let delta = UsageDelta {
-            hash: hash.clone(),
-            requests: -unused,
-            cache_hits: 0,
-            last_used_at: now,
-        };
-        if self.usage.try_send(delta).is_err() {
+        if self
+            .usage
+            .try_send(give_back(hash.clone(), unused))
+            .is_err()
+        {
             // The reservation stays counted: the token under-admits, never over-admits.
             self.metrics.record_usage_dropped();
         }
@@ -249,7 +275,7 @@ impl TokenAuthority {
         self.cache.invalidate(hash);
         self.unknown.invalidate(hash);
         if let Some(unused) = self.leases.end(hash) {
-            self.release(hash, unused, Utc::now());
+            self.release(hash, unused);
         }
     }
 
@@ -321,6 +347,14 @@ struct LeaseState {
     chunk: i64,
     /// Removed from [`QuotaLeases`]: whatever is installed now must be returned at once.
     retired: bool,
+    /// A reservation ahead is in flight.
+    prefetching: bool,
+}
+
+/// A request served from a lease, and the size of the chunk to reserve ahead, if it is time to.
+struct Served {
+    record: TokenRecord,
+    prefetch: Option<i64>,
 }
 
 impl QuotaLeases {
@@ -379,11 +413,8 @@ impl LeaseSlot {
     }
 
     /// Serves one request from the lease if it still can; a token that expired meanwhile is refused.
-    fn take(
-        &self,
-        now: Instant,
-        wall_now: DateTime<Utc>,
-    ) -> Result<Option<TokenRecord>, ProxyError> {
+    /// Once half of a chunk is used, asks for the next one to be reserved ahead (once at a time).
+    fn take(&self, now: Instant, wall_now: DateTime<Utc>) -> Result<Option<Served>, ProxyError> {
         let mut state = self.lock();
         if state.retired || state.remaining <= 0 || state.expires.is_none_or(|e| e <= now) {
             return Ok(None);
@@ -396,7 +427,31 @@ impl LeaseSlot {
         }
         let record = record.clone();
         state.remaining -= 1;
-        Ok(Some(record))
+        let prefetch =
+            (state.chunk >= 2 && !state.prefetching && state.remaining <= state.chunk / 2)
+                .then(|| (state.chunk * 2).min(MAX_CHUNK));
+        state.prefetching |= prefetch.is_some();
+        Ok(Some(Served { record, prefetch }))
+    }
+
+    /// Adds a chunk reserved ahead to the lease (which then serves for [`LEASE_TTL`] from now), or,
+    /// when none could be had, stops reserving ahead until the next blocking refill. Returns what must
+    /// be handed back at once because the lease was retired meanwhile.
+    fn extend(&self, reserved: Option<TokenRecord>, chunk: i64) -> i64 {
+        let mut state = self.lock();
+        state.prefetching = false;
+        let Some(record) = reserved else {
+            state.chunk = 1;
+            return 0;
+        };
+        if state.retired {
+            return chunk;
+        }
+        state.record = Some(record);
+        state.remaining += chunk;
+        state.chunk = chunk;
+        state.expires = Some(Instant::now() + LEASE_TTL);
+        0
     }
 
     /// The size of the next reservation (doubled while the token is hot, else 1) and the unused part
@@ -506,17 +561,18 @@ async fn run_usage_batcher(
 }
 
 fn return_unused(pending: &mut HashMap<TokenHash, UsageDelta>, unused: Vec<(TokenHash, i64)>) {
-    let now = Utc::now();
     for (hash, count) in unused {
-        merge(
-            pending,
-            UsageDelta {
-                hash,
-                requests: -count,
-                cache_hits: 0,
-                last_used_at: now,
-            },
-        );
+        merge(pending, give_back(hash, count));
+    }
+}
+
+/// The usage delta that returns `unused` reserved requests of a token.
+fn give_back(hash: TokenHash, unused: i64) -> UsageDelta {
+    UsageDelta {
+        hash,
+        requests: -unused,
+        cache_hits: 0,
+        last_used_at: Utc::now(),
     }
 }
 
