@@ -69,23 +69,13 @@ pub(super) fn prepare_upstream_headers(
     id: Uuid,
     start_nanos: u128,
 ) {
-    strip_hop_by_hop(headers);
-    for name in CLIENT_IP_HEADERS {
-        headers.remove(*name);
-    }
-    let spoofable: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            name.as_str().starts_with("x-proxy") || name.as_str().starts_with("x-upstream-")
-        })
-        .cloned()
-        .collect();
-    for name in spoofable {
-        headers.remove(name);
-    }
-    headers.remove(header::HOST);
-    headers.remove(header::CONTENT_LENGTH);
-    headers.remove(header::AUTHORIZATION);
+    remove_where(headers, |name| {
+        HOP_BY_HOP.contains(&name)
+            || CLIENT_IP_HEADERS.contains(&name)
+            || name.starts_with("x-proxy")
+            || name.starts_with("x-upstream-")
+            || matches!(name, "host" | "content-length" | "authorization")
+    });
     if headers.get(header::ACCEPT).is_none_or(|v| v.is_empty())
         && uri
             .query()
@@ -113,6 +103,13 @@ pub(super) fn prepare_upstream_headers(
 }
 
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    remove_where(headers, |name| HOP_BY_HOP.contains(&name));
+}
+
+/// Removes the headers whose (lower-case) name matches `doomed`, and those the `Connection` header
+/// lists. One pass over the headers present: removing each listed name instead would parse and hash
+/// every name of the lists on every request.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -120,11 +117,13 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::try_from(name.trim()).ok())
         .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(name.as_str()) || listed.contains(name))
+        .cloned()
+        .collect();
+    for name in present {
+        headers.remove(&name);
     }
 }
 
@@ -143,6 +142,11 @@ mod tests {
             ("authorization", "Bearer sk-client"),
             ("x-proxy-id", "spoofed"),
             ("x-request-id", "client-chosen"),
+            ("x-upstream-request-stop", "spoofed"),
+            ("cf-ipcountry", "XX"),
+            ("te", "trailers"),
+            ("host", "client.example"),
+            ("content-length", "3"),
             ("openai-organization", "org-1"),
         ] {
             headers.insert(
@@ -159,6 +163,11 @@ mod tests {
             "x-custom-hop",
             "authorization",
             "x-proxy-id",
+            "x-upstream-request-stop",
+            "cf-ipcountry",
+            "te",
+            "host",
+            "content-length",
         ] {
             assert!(headers.get(gone).is_none(), "{gone} forwarded");
         }
