@@ -20,6 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::crd::LlmProxy;
+use crate::dereference::service_monitor_served;
 use crate::error::Error;
 use crate::leader::LeaderLease;
 use crate::metrics::{self, Metrics};
@@ -29,6 +30,8 @@ use crate::sources::SecretSources;
 
 /// How often the operator checks again for the CRD when it is not installed.
 const CRD_RETRY_INTERVAL: Duration = Duration::from_secs(10);
+/// How often API discovery is asked whether the ServiceMonitor CRD is served.
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Default image of the development PostgreSQL StatefulSet.
 pub const DEFAULT_POSTGRES_IMAGE: &str = "docker.io/library/postgres:17";
@@ -46,6 +49,9 @@ pub struct OperatorConfig {
     pub postgres_image: String,
     /// Requeue interval of a healthy object (periodic drift check).
     pub resync_interval: Duration,
+    /// How often discovery is re-checked for the ServiceMonitor CRD; when it appears or goes away,
+    /// every LlmProxy is reconciled (instead of waiting for the resync).
+    pub discovery_interval: Duration,
 }
 
 impl Default for OperatorConfig {
@@ -56,6 +62,7 @@ impl Default for OperatorConfig {
             metrics_addr: None,
             postgres_image: DEFAULT_POSTGRES_IMAGE.to_owned(),
             resync_interval: Duration::from_secs(300),
+            discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
         }
     }
 }
@@ -289,7 +296,9 @@ async fn run_controller(client: Client, namespace: Option<String>, ctx: Arc<Cont
         watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
     let controller = Controller::new(proxies, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let discovery_changes = service_monitor_changes(client.clone(), ctx.config.discovery_interval);
     controller
+        .reconcile_all_on(discovery_changes)
         .owns(scoped::<Deployment>(&client, ns), children.clone())
         .owns(scoped::<StatefulSet>(&client, ns), children.clone())
         .owns(scoped::<Service>(&client, ns), children.clone())
@@ -317,6 +326,36 @@ async fn run_controller(client: Client, namespace: Option<String>, ctx: Arc<Cont
             }
         })
         .await;
+}
+
+/// Yields whenever API discovery answers differently than before about the ServiceMonitor CRD
+/// (installed or removed after the start), checked every `interval`; a failed check is skipped.
+fn service_monitor_changes(
+    client: Client,
+    interval: Duration,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold(
+        (client, ticks, None::<bool>),
+        |(client, mut ticks, mut last)| async move {
+            loop {
+                ticks.tick().await;
+                let Ok(served) = service_monitor_served(&client).await else {
+                    continue;
+                };
+                let changed = last.is_some_and(|previous| previous != served);
+                last = Some(served);
+                if changed {
+                    tracing::info!(
+                        served,
+                        "the ServiceMonitor CRD changed; reconciling every LlmProxy"
+                    );
+                    return Some(((), (client, ticks, last)));
+                }
+            }
+        },
+    )
 }
 
 /// LlmProxies that own `secret` or reference it in their spec (so a changed Secret rolls the pods).

@@ -170,6 +170,7 @@ fn run(args: RunArgs) -> ExitCode {
         metrics_addr: Some(args.metrics_addr),
         postgres_image: args.postgres_image,
         resync_interval: Duration::from_secs(args.resync_seconds),
+        discovery_interval: controller::DEFAULT_DISCOVERY_INTERVAL,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,7 +12,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use llm_proxy_operator::controller::LeaderElection;
@@ -416,28 +415,13 @@ async fn a_service_monitor_waits_for_its_crd() {
         ..test_config()
     };
     let _operator = h.start_operator(config);
-    h.create_proxy(
-        "monitored",
-        json!({"metrics": {"enabled": true, "serviceMonitor": {"enabled": true}}}),
-    )
-    .await;
-    h.wait_for(
-        "a condition saying the ServiceMonitor CRD is missing",
-        |_| {
-            h.condition("monitored", "ServiceMonitor")
-                .is_some_and(|c| c.status == "False")
-        },
-    )
-    .await;
+    h.create_monitored_proxy_without_its_crd("monitored").await;
     assert!(
         h.exists("apps", "deployments", "monitored"),
         "the rest is rolled out"
     );
 
-    let crds: Api<CustomResourceDefinition> = Api::all(h.client.clone());
-    crds.create(&PostParams::default(), &support::service_monitor_crd())
-        .await
-        .unwrap();
+    h.install_service_monitor_crd().await;
     h.wait_for("the ServiceMonitor created", |_| {
         h.exists("monitoring.coreos.com", "servicemonitors", "monitored")
     })
@@ -446,6 +430,25 @@ async fn a_service_monitor_waits_for_its_crd() {
         h.condition("monitored", "ServiceMonitor")
             .is_none_or(|c| c.status == "True")
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_monitor_crd_installed_later_is_noticed_before_the_resync() {
+    let h = Harness::start().await;
+    let config = llm_proxy_operator::controller::OperatorConfig {
+        resync_interval: Duration::from_secs(3600),
+        discovery_interval: Duration::from_millis(200),
+        ..test_config()
+    };
+    let _operator = h.start_operator(config);
+    h.create_monitored_proxy_without_its_crd("late-crd").await;
+
+    h.install_service_monitor_crd().await;
+    h.wait_for(
+        "the ServiceMonitor created without a resync or a change of the LlmProxy",
+        |_| h.exists("monitoring.coreos.com", "servicemonitors", "late-crd"),
+    )
     .await;
 }
 

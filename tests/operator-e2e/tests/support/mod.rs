@@ -110,6 +110,31 @@ impl Harness {
             .unwrap()
     }
 
+    /// Creates an LlmProxy asking for a ServiceMonitor and awaits the condition saying its CRD is
+    /// missing.
+    pub async fn create_monitored_proxy_without_its_crd(&self, name: &str) {
+        self.create_proxy(
+            name,
+            json!({"metrics": {"enabled": true, "serviceMonitor": {"enabled": true}}}),
+        )
+        .await;
+        self.wait_for(
+            "a condition saying the ServiceMonitor CRD is missing",
+            |_| {
+                self.condition(name, "ServiceMonitor")
+                    .is_some_and(|c| c.status == "False")
+            },
+        )
+        .await;
+    }
+
+    pub async fn install_service_monitor_crd(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        crds.create(&PostParams::default(), &service_monitor_crd())
+            .await
+            .unwrap();
+    }
+
     /// Merge-patches the LlmProxy spec, as a user editing it would.
     pub async fn patch_spec(&self, name: &str, spec: Value) {
         self.proxies()
