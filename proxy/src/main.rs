@@ -66,10 +66,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(err) = logging::init(&config.logging) {
-        eprintln!("llm-proxy: configuration error: {err}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let _log_guard = match logging::init(&config.logging) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("llm-proxy: configuration error: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -106,10 +109,13 @@ fn dispatcher(args: llm_proxy_dispatcher::DispatcherArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(err) = logging::init(&logging) {
-        eprintln!("llm-proxy: configuration error: {err}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let _log_guard = match logging::init(&logging) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("llm-proxy: configuration error: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
