@@ -46,7 +46,7 @@ clean: ## remove build output and fetched tools
 
 BENCH_BIN = $(or $(CARGO_TARGET_DIR),target)/release
 
-bench: ## wall-clock benchmark: direct vs pass-through vs llm-proxy (BENCH_QUICK=1 ~1 min); writes bench/results/latest.{json,md}
+bench: ## wall-clock benchmark: direct vs pass-through vs llm-proxy, in-memory and with Redis (BENCH_QUICK=1 ~1 min; BENCH_REDIS_URL or redis-server on PATH); writes bench/results/latest.{json,md}
 	$(CARGO) build --release -p llm-proxy -p llm-proxy-bench --bins
 	$(BENCH_BIN)/bench run
 	$(BENCH_BIN)/bench report bench/results/latest.json > docs/benchmarks.md

@@ -25,15 +25,19 @@ pub enum Scenario {
     Valid,
     /// Well-formed token the store does not know: rejected with 401.
     Rejected,
+    /// Valid token, the same completion with the client's cache opt-in, answered from the
+    /// in-memory cache (warmed once before the counted requests).
+    CacheHit,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 2] = [Scenario::Valid, Scenario::Rejected];
+    pub const ALL: [Scenario; 3] = [Scenario::Valid, Scenario::Rejected, Scenario::CacheHit];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Valid => "valid",
             Scenario::Rejected => "rejected",
+            Scenario::CacheHit => "cache-hit",
         }
     }
 }
@@ -175,6 +179,19 @@ mod tests {
         assert_eq!(parse_callgrind_total(output), Some(123_456));
         assert_eq!(parse_callgrind_total("events: Ir\nsummary: 42\n"), Some(42));
         assert_eq!(parse_callgrind_total("events: Ir\n"), None);
+    }
+
+    #[test]
+    fn scenario_names_are_the_driver_arguments() {
+        use clap::ValueEnum;
+        for scenario in Scenario::ALL {
+            assert_eq!(
+                Scenario::from_str(scenario.name(), false),
+                Ok(scenario),
+                "{}",
+                scenario.name()
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -18,7 +18,7 @@ use crate::net::DriverClient;
 use crate::stats::{Latencies, Percentiles};
 
 /// One kind of request, sent over and over.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestSpec {
     /// Full URI, e.g. `http://127.0.0.1:8080/v1/chat/completions`.
     pub uri: Uri,
@@ -27,6 +27,11 @@ pub struct RequestSpec {
     pub authorization: Option<HeaderValue>,
     /// The status a successful exchange has (200, or 401 for the rejection scenario).
     pub expected_status: StatusCode,
+    /// Further request headers (e.g. the client's `Cache-Control` opt-in).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A response header a successful exchange must carry (e.g. `X-PROXY-CACHE: hit`); an
+    /// answer without it counts as an unexpected status.
+    pub required_header: Option<(HeaderName, HeaderValue)>,
 }
 
 impl RequestSpec {
@@ -37,6 +42,9 @@ impl RequestSpec {
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(authorization) = &self.authorization {
             builder = builder.header(header::AUTHORIZATION, authorization.clone());
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value.clone());
         }
         builder.body(Full::new(self.body.clone()))
     }
@@ -131,7 +139,11 @@ async fn exchange(
             return;
         }
     };
-    let status = response.status();
+    let as_expected = response.status() == spec.expected_status
+        && spec
+            .required_header
+            .as_ref()
+            .is_none_or(|(name, value)| response.headers().get(name) == Some(value));
     let mut body = response.into_body();
     let mut previous_frame: Option<Instant> = None;
     loop {
@@ -154,7 +166,7 @@ async fn exchange(
             None => break,
         }
     }
-    if status == spec.expected_status {
+    if as_expected {
         result.latency.record(sent_at.elapsed());
         result.expected += 1;
     } else {
@@ -278,6 +290,7 @@ mod tests {
             body: Bytes::from_static(b"{\"model\":\"m\"}"),
             authorization: None,
             expected_status: StatusCode::OK,
+            ..RequestSpec::default()
         };
         let result = closed_loop(&crate::net::pooled_client(), &spec, 4, Stop::Requests(50)).await;
         assert_eq!(result.expected, 50);
@@ -293,6 +306,7 @@ mod tests {
             body: Bytes::from_static(b"{\"stream\":true}"),
             authorization: None,
             expected_status: StatusCode::OK,
+            ..RequestSpec::default()
         };
         let result = closed_loop(&crate::net::pooled_client(), &spec, 1, Stop::Requests(2)).await;
         assert_eq!(result.expected, 2);
@@ -308,6 +322,7 @@ mod tests {
             body: Bytes::from_static(b"{}"),
             authorization: None,
             expected_status: StatusCode::UNAUTHORIZED,
+            ..RequestSpec::default()
         };
         let result = closed_loop(&crate::net::pooled_client(), &spec, 2, Stop::Requests(6)).await;
         assert_eq!(result.expected, 0);
@@ -322,6 +337,7 @@ mod tests {
             body: Bytes::from_static(b"{}"),
             authorization: None,
             expected_status: StatusCode::OK,
+            ..RequestSpec::default()
         };
         let result = open_loop(
             &crate::net::pooled_client(),
@@ -336,5 +352,37 @@ mod tests {
             20
         );
         assert_eq!(result.unexpected_status, 0);
+    }
+
+    #[tokio::test]
+    async fn extra_headers_are_sent_and_a_missing_required_header_is_unexpected() {
+        let spec = RequestSpec {
+            uri: mock_uri(settings(0)).await,
+            body: Bytes::from_static(b"{}"),
+            authorization: None,
+            expected_status: StatusCode::OK,
+            headers: vec![(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=600"),
+            )],
+            required_header: Some((
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )),
+        };
+        let client = crate::net::pooled_client();
+        let present = closed_loop(&client, &spec, 1, Stop::Requests(3)).await;
+        assert_eq!(present.expected, 3);
+        let absent = RequestSpec {
+            required_header: Some((
+                HeaderName::from_static("x-proxy-cache"),
+                HeaderValue::from_static("hit"),
+            )),
+            ..spec
+        };
+        let missing = closed_loop(&client, &absent, 1, Stop::Requests(3)).await;
+        assert_eq!(missing.expected, 0);
+        assert_eq!(missing.unexpected_status, 3);
+        assert_eq!(missing.latency.count(), 0);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::results::BenchResults;
+use crate::results::{BenchResults, CacheHitScenario, NotMeasured};
 
 /// One target of issue #6 and whether the run met it (`None`: not measured).
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,53 @@ pub fn evaluate_targets(results: &BenchResults) -> Vec<TargetOutcome> {
             outcomes.push(not_measured("RSS at c=256 < 100 MiB"));
         }
     }
+    outcomes.push(cache_hit_outcome(
+        "cache hit (in-memory) p99 < direct upstream p99",
+        results.cache_hit.as_ref(),
+        || "not measured".to_owned(),
+    ));
+    outcomes.push(cache_hit_outcome(
+        "cache hit (Redis) p99 < direct upstream p99",
+        results.redis.as_ref().map(|redis| &redis.cache_hit),
+        || redis_not_measured(&results.not_measured),
+    ));
     outcomes
+}
+
+/// A cache hit is faster than a direct upstream call when its p99 is below the delayed mock's
+/// (a miss during the run makes it missed: the hit path did not hold).
+fn cache_hit_outcome(
+    target: &'static str,
+    scenario: Option<&CacheHitScenario>,
+    absent: impl FnOnce() -> String,
+) -> TargetOutcome {
+    match scenario {
+        Some(cache) => TargetOutcome {
+            target,
+            measured: format!(
+                "{:.0} µs vs {:.0} µs (mock delay {} ms); {} misses/errors",
+                cache.hit.p99_us,
+                cache.direct_delayed.p99_us,
+                cache.upstream_delay_ms,
+                cache.hit_errors
+            ),
+            met: Some(cache.hit_errors == 0 && cache.hit.p99_us < cache.direct_delayed.p99_us),
+        },
+        None => TargetOutcome {
+            target,
+            measured: absent(),
+            met: None,
+        },
+    }
+}
+
+/// Why the Redis configuration has no numbers, as the report prints it.
+fn redis_not_measured(not_measured: &[NotMeasured]) -> String {
+    let reason = not_measured
+        .iter()
+        .find(|item| item.scenario == crate::runner::REDIS_SCENARIO)
+        .map_or("no Redis", |item| item.reason.as_str());
+    format!("not measured: {reason}")
 }
 
 fn not_measured(target: &'static str) -> TargetOutcome {
@@ -353,6 +399,9 @@ pub fn markdown(results: &BenchResults) -> String {
         }
     }
 
+    write_cache_hits(&mut out, results);
+    write_redis(&mut out, results);
+
     if !results.not_measured.is_empty() {
         let _ = writeln!(out, "\n## Not measured\n");
         let _ = writeln!(out, "| scenario | why |\n|---|---|");
@@ -361,6 +410,127 @@ pub fn markdown(results: &BenchResults) -> String {
         }
     }
     out
+}
+
+fn write_cache_hits(out: &mut String, results: &BenchResults) {
+    let _ = writeln!(out, "\n## Cache hits (c=1)\n");
+    let Some(memory) = &results.cache_hit else {
+        let _ = writeln!(out, "not measured");
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "The chat completion with the client's opt-in `Cache-Control: {}`, stored by one warming \
+         request, then {} interleaved rounds × {} requests of: the instant mock (direct), a second \
+         mock that waits {} ms before answering (a stand-in for a real upstream, which a hit never \
+         reaches; real LLM APIs take far longer) and the proxy's hits. Every hit must carry \
+         `X-PROXY-CACHE: hit`: a miss counts as an error. Added = hit − direct (instant mock).\n",
+        crate::runner::CACHE_OPT_IN,
+        results.settings.rounds,
+        results.settings.requests_per_round,
+        memory.upstream_delay_ms
+    );
+    let _ = writeln!(
+        out,
+        "| target | p50 | p99 | added p50 (IQR) | added p99 (IQR) | misses / errors |\n|---|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        out,
+        "| direct (instant mock) | {:.0} µs | {:.0} µs | – | – | – |",
+        memory.direct.p50_us, memory.direct.p99_us
+    );
+    let _ = writeln!(
+        out,
+        "| direct (mock delay {} ms) | {:.0} µs | {:.0} µs | – | – | – |",
+        memory.upstream_delay_ms, memory.direct_delayed.p50_us, memory.direct_delayed.p99_us
+    );
+    let redis = results.redis.as_ref().map(|redis| &redis.cache_hit);
+    for cache in std::iter::once(memory).chain(redis) {
+        let _ = writeln!(
+            out,
+            "| proxy cache hit ({}) | {:.0} µs | {:.0} µs | {} | {} | {} |",
+            cache.backend,
+            cache.hit.p50_us,
+            cache.hit.p99_us,
+            format_added(&cache.hit_added_p50),
+            format_added(&cache.hit_added_p99),
+            cache.hit_errors
+        );
+    }
+    if redis.is_none() {
+        let _ = writeln!(
+            out,
+            "| proxy cache hit (redis) | {} | | | | |",
+            redis_not_measured(&results.not_measured)
+        );
+    }
+}
+
+fn write_redis(out: &mut String, results: &BenchResults) {
+    let _ = writeln!(
+        out,
+        "\n## Redis configuration (Redis Streams bus, Redis cache, Redis rate limits)\n"
+    );
+    let Some(redis) = &results.redis else {
+        let _ = writeln!(out, "{}", redis_not_measured(&results.not_measured));
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "A second `llm-proxy` with `LLM_PROXY_EVENT_BUS=redis-streams`, `HTTP_CACHE_BACKEND=redis` and \
+         `DISTRIBUTED_RATE_LIMIT_ENABLED=true` (a default limit of 10⁹ requests per minute: every request \
+         runs the Lua check, none is refused), Redis: {}; same mock, pass-through, rounds and durations \
+         as above (its rounds interleave direct, pass-through and this proxy).\n",
+        redis.server
+    );
+    let latency = &redis.latency;
+    let _ = writeln!(
+        out,
+        "| measure | direct | pass-through | proxy with Redis | ratio |\n|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        out,
+        "| c=1 p50 / p99 | {:.0} / {:.0} µs | {:.0} / {:.0} µs | {:.0} / {:.0} µs | |",
+        latency.direct.p50_us,
+        latency.direct.p99_us,
+        latency.bare.p50_us,
+        latency.bare.p99_us,
+        latency.proxy.p50_us,
+        latency.proxy.p99_us
+    );
+    let _ = writeln!(
+        out,
+        "| c=1 added p50 (IQR) | – | {} | {} | overhead ratio {} |",
+        format_added(&latency.bare_added_p50),
+        format_added(&latency.proxy_added_p50),
+        format_ratio(latency.overhead_ratio_p50)
+    );
+    let _ = writeln!(
+        out,
+        "| c=1 added p99 (IQR) | – | {} | {} | overhead ratio {} |",
+        format_added(&latency.bare_added_p99),
+        format_added(&latency.proxy_added_p99),
+        format_ratio(latency.overhead_ratio_p99)
+    );
+    let point = &redis.throughput;
+    let _ = writeln!(
+        out,
+        "| c={} RPS | {:.0} | {:.0} | {:.0} | proxy / pass-through {} |",
+        point.concurrency,
+        point.direct.rps,
+        point.bare.rps,
+        point.proxy.rps,
+        format_ratio(point.ratio_to_bare)
+    );
+    let _ = writeln!(
+        out,
+        "\nProxy errors: {} at c=1, {} non-2xx / {} transport errors at c={}. Cache hits on Redis: see \
+         \"Cache hits\" above.",
+        latency.proxy_errors,
+        point.proxy.unexpected_status,
+        point.proxy.transport_errors,
+        point.concurrency
+    );
 }
 
 fn format_added(added: &crate::stats::Added) -> String {
@@ -446,10 +616,60 @@ mod tests {
                 load: summary(9_000.0),
                 settle_seconds: 5.0,
             }),
-            not_measured: vec![NotMeasured {
-                scenario: "cache hit".into(),
-                reason: "no HTTP cache in the proxy yet".into(),
-            }],
+            cache_hit: Some(cache_hit("in-memory", 150.0, 0)),
+            redis: None,
+            not_measured: vec![
+                NotMeasured {
+                    scenario: "cache hit".into(),
+                    reason: "no HTTP cache in the proxy yet".into(),
+                },
+                NotMeasured {
+                    scenario: crate::runner::REDIS_SCENARIO.into(),
+                    reason: "no Redis (BENCH_REDIS_URL is not set and no redis-server is on PATH)"
+                        .into(),
+                },
+            ],
+        }
+    }
+
+    fn percentiles(p50_us: f64, p99_us: f64) -> Percentiles {
+        Percentiles {
+            p50_us,
+            p99_us,
+            max_us: p99_us,
+            count: 100,
+        }
+    }
+
+    fn cache_hit(backend: &str, hit_p99_us: f64, hit_errors: u64) -> CacheHitScenario {
+        CacheHitScenario {
+            backend: backend.into(),
+            upstream_delay_ms: 1,
+            direct: percentiles(60.0, 90.0),
+            direct_delayed: percentiles(1_080.0, 1_200.0),
+            hit: percentiles(120.0, hit_p99_us),
+            hit_added_p50: added(60.0),
+            hit_added_p99: added(hit_p99_us - 90.0),
+            hit_errors,
+        }
+    }
+
+    fn redis_scenario() -> RedisScenario {
+        let latency = sample().latency;
+        RedisScenario {
+            server: "private redis-server on 127.0.0.1:6390".into(),
+            latency: LatencyScenario {
+                overhead_ratio_p99: Some(3.5),
+                ..latency
+            },
+            throughput: ThroughputPoint {
+                concurrency: 64,
+                direct: summary(30_000.0),
+                bare: summary(10_000.0),
+                proxy: summary(5_000.0),
+                ratio_to_bare: Some(0.5),
+            },
+            cache_hit: cache_hit("redis", 1_500.0, 0),
         }
     }
 
@@ -521,8 +741,104 @@ mod tests {
     }
 
     #[test]
-    fn results_round_trip_through_json() {
+    fn a_cache_hit_must_beat_the_delayed_upstream_and_never_miss() {
+        let mut results = sample();
+        let target = "cache hit (in-memory)";
+        assert_eq!(outcome(&evaluate_targets(&results), target).met, Some(true));
+        results.cache_hit = Some(cache_hit("in-memory", 1_300.0, 0));
+        assert_eq!(
+            outcome(&evaluate_targets(&results), target).met,
+            Some(false)
+        );
+        results.cache_hit = Some(cache_hit("in-memory", 150.0, 2));
+        let outcomes = evaluate_targets(&results);
+        assert_eq!(outcome(&outcomes, target).met, Some(false));
+        assert!(outcome(&outcomes, target).measured.contains("2 misses"));
+        results.cache_hit = None;
+        assert_eq!(outcome(&evaluate_targets(&results), target).met, None);
+    }
+
+    #[test]
+    fn without_redis_the_report_says_so_in_every_redis_row() {
         let results = sample();
+        let outcomes = evaluate_targets(&results);
+        let redis = outcome(&outcomes, "cache hit (Redis)");
+        assert_eq!(redis.met, None);
+        assert!(
+            redis.measured.starts_with("not measured: no Redis"),
+            "{}",
+            redis.measured
+        );
+        let doc = markdown(&results);
+        assert!(doc.contains("## Redis configuration"), "{doc}");
+        assert!(
+            doc.contains("| proxy cache hit (redis) | not measured: no Redis"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| proxy cache hit (in-memory) | 120 µs | 150 µs | 60 µs (59–61) |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| direct (mock delay 1 ms) | 1080 µs | 1200 µs |"),
+            "{doc}"
+        );
+        let redis_section = doc.split("## Redis configuration").nth(1).unwrap();
+        assert!(
+            redis_section.contains("not measured: no Redis"),
+            "{redis_section}"
+        );
+    }
+
+    #[test]
+    fn a_missing_redis_reason_defaults_to_no_redis() {
+        let mut results = sample();
+        results.not_measured.clear();
+        assert_eq!(
+            outcome(&evaluate_targets(&results), "cache hit (Redis)").measured,
+            "not measured: no Redis"
+        );
+    }
+
+    #[test]
+    fn the_redis_configuration_shows_ratios_to_the_pass_through_and_its_hits() {
+        let mut results = sample();
+        results.redis = Some(redis_scenario());
+        results.not_measured.truncate(1);
+        let doc = markdown(&results);
+        assert!(
+            doc.contains("Redis: private redis-server on 127.0.0.1:6390"),
+            "{doc}"
+        );
+        assert!(doc.contains("| c=1 added p99 (IQR) | – | 50 µs (49–51) | 120 µs (119–121) | overhead ratio 3.50 |"), "{doc}");
+        assert!(
+            doc.contains("| c=64 RPS | 30000 | 10000 | 5000 | proxy / pass-through 0.50 |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| proxy cache hit (redis) | 120 µs | 1500 µs |"),
+            "{doc}"
+        );
+        assert!(!doc.contains("no Redis"), "{doc}");
+        let outcomes = evaluate_targets(&results);
+        assert_eq!(outcome(&outcomes, "cache hit (Redis)").met, Some(false));
+    }
+
+    #[test]
+    fn results_without_the_cache_and_redis_fields_still_parse() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("cache_hit");
+        object.remove("redis");
+        let parsed: BenchResults = serde_json::from_value(json).unwrap();
+        assert_eq!(parsed.cache_hit, None);
+        assert_eq!(parsed.redis, None);
+    }
+
+    #[test]
+    fn results_round_trip_through_json() {
+        let mut results = sample();
+        results.redis = Some(redis_scenario());
         let json = serde_json::to_string_pretty(&results).unwrap();
         let parsed: BenchResults = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed, results);

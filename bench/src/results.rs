@@ -15,6 +15,13 @@ pub struct BenchResults {
     pub stream: Option<StreamScenario>,
     pub rejection: Option<RejectionScenario>,
     pub memory: Option<MemoryScenario>,
+    /// S5: cache hits of the default proxy (in-memory cache).
+    #[serde(default)]
+    pub cache_hit: Option<CacheHitScenario>,
+    /// R4: the proxy with Redis (cache, rate limits, Redis Streams bus); `None` without Redis,
+    /// and then `not_measured` says so.
+    #[serde(default)]
+    pub redis: Option<RedisScenario>,
     /// Scenarios that were not run, with the reason.
     pub not_measured: Vec<NotMeasured>,
 }
@@ -114,6 +121,37 @@ pub struct MemoryScenario {
     pub load_concurrency: usize,
     pub load: LoadSummary,
     pub settle_seconds: f64,
+}
+
+/// S5: c=1 cache hits (`X-PROXY-CACHE: hit` required, a miss is an error) interleaved with the
+/// instant mock and with a mock that waits `upstream_delay_ms` (a stand-in for a real upstream,
+/// which a hit never reaches).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheHitScenario {
+    /// `in-memory` or `redis`.
+    pub backend: String,
+    pub upstream_delay_ms: u64,
+    /// All rounds merged: the instant mock, the delayed mock, the proxy's hits.
+    pub direct: Percentiles,
+    pub direct_delayed: Percentiles,
+    pub hit: Percentiles,
+    /// Median over rounds of (hit − instant mock) per percentile.
+    pub hit_added_p50: Added,
+    pub hit_added_p99: Added,
+    /// Misses, other statuses and transport errors of the hit runs.
+    pub hit_errors: u64,
+}
+
+/// R4: the proxy with `LLM_PROXY_EVENT_BUS=redis-streams`, `HTTP_CACHE_BACKEND=redis` and
+/// `DISTRIBUTED_RATE_LIMIT_ENABLED=true` (a limit it never reaches), against the same mock and
+/// pass-through as the default proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedisScenario {
+    /// Where the Redis server came from (`BENCH_REDIS_URL` or a private redis-server).
+    pub server: String,
+    pub latency: LatencyScenario,
+    pub throughput: ThroughputPoint,
+    pub cache_hit: CacheHitScenario,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -32,6 +32,10 @@ enum Command {
         /// Short smoke run.
         #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::FalseyValueParser::new())]
         quick: bool,
+        /// Redis server of the Redis configuration (default: a private redis-server from PATH,
+        /// if installed; otherwise the report says "not measured: no Redis").
+        #[arg(long, env = "BENCH_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
     },
     /// Instructions per request under callgrind, compared with the baseline (fails on > 10 %
     /// growth); BENCH_GATE_UPDATE=1 rewrites the baseline instead.
@@ -53,7 +57,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Run { out_dir, quick } => run(&out_dir, quick),
+        Command::Run {
+            out_dir,
+            quick,
+            redis_url,
+        } => run(&out_dir, quick, redis_url),
         Command::Gate { baseline, update } => gate(&baseline, update),
         Command::Report { results } => read_results(&results).map(|results| {
             print!("{}", report::markdown(&results));
@@ -77,7 +85,7 @@ fn read_results(path: &Path) -> Result<BenchResults, BenchError> {
     })
 }
 
-fn run(out_dir: &Path, quick: bool) -> Result<(), BenchError> {
+fn run(out_dir: &Path, quick: bool, redis_url: Option<String>) -> Result<(), BenchError> {
     if llm_proxy_bench::machine::can_pin() && std::env::var_os(PINNED_MARKER).is_none() {
         return reexec_pinned();
     }
@@ -95,6 +103,7 @@ fn run(out_dir: &Path, quick: bool) -> Result<(), BenchError> {
         bin_dir,
         repo,
         profile,
+        redis_url,
     };
     let plan = if quick { Plan::quick() } else { Plan::full() };
     // The driver shares its core with the mock: one thread is all it may use.

@@ -1,7 +1,8 @@
 //! `bench-gate-driver`: the workload `bench gate` runs under callgrind. One thread: the real
 //! `llm-proxy` router (default configuration, SQLite in a temporary directory, in-memory event
 //! bus) served on loopback, the bench mock upstream on loopback, and the driver sending
-//! `--requests` sequential requests of one scenario. Exits non-zero if any answer is unexpected.
+//! `--requests` sequential requests of one scenario (`cache-hit`: after one warming request that
+//! stores the answer). Exits non-zero if any answer is unexpected.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -131,7 +132,9 @@ async fn drive_in(
 
     let client = net::pooled_client();
     let authorization = match scenario {
-        Scenario::Valid => runner::create_token(&client, proxy_addr, MANAGEMENT_TOKEN).await?,
+        Scenario::Valid | Scenario::CacheHit => {
+            runner::create_token(&client, proxy_addr, MANAGEMENT_TOKEN).await?
+        }
         Scenario::Rejected => {
             let (unknown, _) = llm_proxy_store::token::generate_token();
             HeaderValue::from_str(&format!("Bearer {unknown}"))
@@ -146,9 +149,17 @@ async fn drive_in(
         body: Bytes::from_static(CHAT_BODY),
         authorization: Some(authorization),
         expected_status: match scenario {
-            Scenario::Valid => StatusCode::OK,
+            Scenario::Valid | Scenario::CacheHit => StatusCode::OK,
             Scenario::Rejected => StatusCode::UNAUTHORIZED,
         },
+        ..RequestSpec::default()
+    };
+    let spec = if scenario == Scenario::CacheHit {
+        let spec = runner::cache_hits_of(spec);
+        runner::warm_cache(&client, &spec).await?;
+        spec
+    } else {
+        spec
     };
     let result = loadgen::closed_loop(&client, &spec, 1, Stop::Requests(requests)).await;
     if result.expected != requests {

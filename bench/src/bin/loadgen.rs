@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         body: Bytes::from(args.body),
         authorization,
         expected_status,
+        ..RequestSpec::default()
     };
     let duration = Duration::from_secs_f64(args.seconds);
     let runtime = match tokio::runtime::Builder::new_current_thread()
