@@ -113,6 +113,14 @@ pub fn markdown(results: &OperatorScaleResults) -> String {
     );
     let _ = writeln!(
         out,
+        "| CPU during convergence: operator / fake API server | {:.1} s / {:.1} s | user + system time (`/proc/<pid>/stat`); with {} cores, {:.1} core-seconds were available |",
+        convergence.operator_cpu_seconds,
+        convergence.harness_cpu_seconds,
+        machine.nproc,
+        convergence.seconds * machine.nproc as f64
+    );
+    let _ = writeln!(
+        out,
         "| operator VmRSS at convergence | {} | `/proc/<pid>/status` when the last object became Ready (reflector caches of {} LlmProxies and their children) |",
         mib(convergence.rss_kib),
         settings.objects

@@ -51,6 +51,11 @@ pub struct Convergence {
     pub rss_kib: u64,
     /// Highest VmRSS sampled during convergence.
     pub peak_rss_kib: u64,
+    /// CPU (user + system) the operator used from the burst to convergence.
+    pub operator_cpu_seconds: f64,
+    /// CPU this process used meanwhile: the fake API server (serving every request and watch) and
+    /// the harness's polling.
+    pub harness_cpu_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

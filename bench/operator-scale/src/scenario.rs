@@ -57,6 +57,20 @@ fn setup_error(call: &'static str) -> impl FnOnce(fake_kube_apiserver::ApiError)
     }
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on every Linux platform
+/// this runs on).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU seconds a process has used so far (`/proc/<pid>/stat` fields 14 and 15);
+/// `None` once it is gone.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / USER_HZ)
+}
+
 /// Ready=True for the object's current generation.
 fn is_ready(proxy: &Value) -> bool {
     let generation = proxy.pointer("/metadata/generation");
@@ -194,6 +208,9 @@ pub async fn run(plan: &Plan, paths: &Paths) -> Result<OperatorScaleResults, Ben
 
     let request_mark = server.request_mark();
     let write_mark = server.write_mark();
+    let operator_pid = pid.to_string();
+    let operator_cpu_start = cpu_seconds(&operator_pid).unwrap_or(0.0);
+    let harness_cpu_start = cpu_seconds("self").unwrap_or(0.0);
     let burst = Instant::now();
     for index in 0..plan.objects {
         let (namespace, object) = samples::object(&samples, &namespaces, index);
@@ -234,6 +251,8 @@ pub async fn run(plan: &Plan, paths: &Paths) -> Result<OperatorScaleResults, Ben
             ));
         }
     };
+    let operator_cpu_seconds = cpu_seconds(&operator_pid).unwrap_or(0.0) - operator_cpu_start;
+    let harness_cpu_seconds = cpu_seconds("self").unwrap_or(0.0) - harness_cpu_start;
     let rss_kib = machine::rss_kib(pid).ok_or_else(|| BenchError::Setup {
         call: "read the operator's VmRSS",
         detail: format!("the operator exited; see {}", log.display()),
@@ -250,6 +269,8 @@ pub async fn run(plan: &Plan, paths: &Paths) -> Result<OperatorScaleResults, Ben
         ),
         rss_kib,
         peak_rss_kib: peak_rss_kib.max(rss_kib),
+        operator_cpu_seconds,
+        harness_cpu_seconds,
     };
 
     // The steady-state window is the measurement itself: nothing changes, and every request the

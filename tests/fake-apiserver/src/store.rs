@@ -70,6 +70,8 @@ pub enum PatchBody {
 pub struct Store {
     pub registry: Registry,
     objects: BTreeMap<ObjectKey, Value>,
+    /// The uid of every stored object, so an owner lookup is not a scan of every object.
+    uids: BTreeSet<String>,
     resource_version: u64,
     history: VecDeque<Arc<ChangeEvent>>,
     history_limit: usize,
@@ -144,6 +146,7 @@ impl Store {
         let mut store = Self {
             registry: Registry::with_builtins(),
             objects: BTreeMap::new(),
+            uids: BTreeSet::new(),
             resource_version: 0,
             history: VecDeque::new(),
             history_limit: HISTORY_LIMIT,
@@ -254,6 +257,27 @@ impl Store {
             .ok_or_else(|| Self::not_found(info, name))
     }
 
+    /// The stored objects of `group`/`plural` (in `namespace` when given), by a range of the ordered
+    /// keys (group, plural, namespace, name) instead of a scan of every object.
+    fn objects_in<'a>(
+        &'a self,
+        group: &'a str,
+        plural: &'a str,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a {
+        let start = ObjectKey {
+            group: group.to_owned(),
+            plural: plural.to_owned(),
+            namespace: namespace.unwrap_or_default().to_owned(),
+            name: String::new(),
+        };
+        self.objects.range(start..).take_while(move |(key, _)| {
+            key.group == group
+                && key.plural == plural
+                && namespace.is_none_or(|namespace| key.namespace == namespace)
+        })
+    }
+
     /// Objects of one resource, in `namespace` or (with `None`) across all namespaces.
     pub fn list(
         &self,
@@ -262,10 +286,9 @@ impl Store {
         labels: &LabelSelector,
         fields: &FieldSelector,
     ) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|(key, _)| key.group == info.group && key.plural == info.plural)
-            .filter(|(key, _)| namespace.is_none_or(|namespace| key.namespace == namespace))
+        // A cluster-scoped resource has no namespace in its keys, whatever the request said.
+        let namespace = namespace.filter(|_| info.namespaced);
+        self.objects_in(&info.group, &info.plural, namespace)
             .map(|(_, object)| object)
             .filter(|object| labels.matches(object) && fields.matches(object))
             .cloned()
@@ -274,9 +297,7 @@ impl Store {
 
     /// All stored objects of `group`/`plural` (test accessor).
     pub fn objects_of(&self, group: &str, plural: &str) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|(key, _)| key.group == group && key.plural == plural)
+        self.objects_in(group, plural, None)
             .map(|(_, object)| object.clone())
             .collect()
     }
@@ -288,9 +309,8 @@ impl Store {
         plural: &str,
         predicate: impl Fn(&Value) -> bool,
     ) -> usize {
-        self.objects
-            .iter()
-            .filter(|(key, object)| key.group == group && key.plural == plural && predicate(object))
+        self.objects_in(group, plural, None)
+            .filter(|(_, object)| predicate(object))
             .count()
     }
 
@@ -301,9 +321,8 @@ impl Store {
         plural: &str,
         predicate: impl Fn(&Value) -> bool,
     ) -> Vec<(String, String)> {
-        self.objects
-            .iter()
-            .filter(|(key, object)| key.group == group && key.plural == plural && predicate(object))
+        self.objects_in(group, plural, None)
+            .filter(|(_, object)| predicate(object))
             .map(|(key, _)| (key.namespace.clone(), key.name.clone()))
             .collect()
     }
@@ -465,6 +484,9 @@ impl Store {
             Value::from(resource_version.to_string()),
         );
         self.objects.insert(key.clone(), object.clone());
+        if let Some(uid) = text_at(&object, "/metadata/uid") {
+            self.uids.insert(uid.to_owned());
+        }
         self.record(&key, ChangeKind::Added, object.clone(), None);
         if self.owners_all_gone(&object) {
             // The garbage collector deletes a dependent whose owners no longer exist.
@@ -485,12 +507,7 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
-        !owner_uids.is_empty()
-            && self
-                .objects
-                .values()
-                .filter_map(|stored| text_at(stored, "/metadata/uid"))
-                .all(|uid| !owner_uids.contains(&uid))
+        !owner_uids.is_empty() && owner_uids.iter().all(|uid| !self.uids.contains(*uid))
     }
 
     /// PUT: replaces the object (or only its status through the status subresource).
@@ -864,6 +881,9 @@ impl Store {
 
     fn remove(&mut self, key: &ObjectKey) -> Option<Value> {
         let mut removed = self.objects.remove(key)?;
+        if let Some(uid) = text_at(&removed, "/metadata/uid") {
+            self.uids.remove(uid);
+        }
         let resource_version = self.next_resource_version();
         set_metadata(
             &mut removed,
