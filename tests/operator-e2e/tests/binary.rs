@@ -211,3 +211,17 @@ async fn a_bad_kubeconfig_fails_with_a_clear_message_not_a_panic() {
         assert!(!output.contains("panicked"), "{case}: {output}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_resync_interval_is_refused_by_name() {
+    let output = Command::new(BINARY)
+        .args(["run", "--resync-seconds", "0"])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--resync-seconds"), "{stderr}");
+}
