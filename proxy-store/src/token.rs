@@ -108,13 +108,17 @@ pub fn validate_token_format(token: &str) -> Result<(), TokenFormatError> {
 
 /// Hashes a token string (whatever its shape) into its stored form.
 pub fn hash_token(token: &str) -> TokenHash {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
+    TokenHash(lower_hex(&Sha256::digest(token.as_bytes())))
+}
+
+/// Lowercase hex of `bytes` (a table lookup: `format!("{:02x}")` per byte costs more than SHA-256).
+pub fn lower_hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));
         hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
-    TokenHash(hex)
+    hex
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -122,13 +122,7 @@ fn variant_hash(headers: &HeaderMap, body_hash: Option<&str>, forced_ttl: Option
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let digest = Sha256::digest(data);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    llm_proxy_store::token::lower_hex(&Sha256::digest(data))
 }
 
 #[cfg(test)]

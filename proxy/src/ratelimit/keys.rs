@@ -60,13 +60,7 @@ fn padded_key(key: &[u8]) -> [u8; BLOCK] {
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, b| {
-            let _ = write!(text, "{b:02x}");
-            text
-        })
+    llm_proxy_store::token::lower_hex(bytes)
 }
 
 /// HMAC-SHA256 (RFC 2104) over a key already padded to the block size.
