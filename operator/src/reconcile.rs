@@ -41,6 +41,48 @@ pub struct Context {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
+    unseen_status: UnseenStatuses,
+}
+
+/// Status writes of this operator that the controller's cache may not show yet, by object uid.
+#[derive(Default)]
+pub struct UnseenStatuses(Mutex<HashMap<String, UnseenStatus>>);
+
+impl UnseenStatuses {
+    /// The freshest status of the object `uid` whose cached copy holds `cached`.
+    ///
+    /// The controller's cache can lag behind our own status write (under load a reconcile may start
+    /// before the watch delivered it). Reconciling from that stale copy would stamp new
+    /// `lastTransitionTime`s, write the same status again and repeat its Events. While the cache
+    /// still shows what our write replaced, the status we wrote is the truth (the operator is the
+    /// only writer of status); once it shows anything else, the cache wins and the entry is dropped,
+    /// so the map only holds writes in flight.
+    pub fn freshest(&self, uid: &str, cached: Option<&LlmProxyStatus>) -> Option<LlmProxyStatus> {
+        let Ok(mut unseen) = self.0.lock() else {
+            return cached.cloned();
+        };
+        match unseen.get(uid) {
+            Some(entry) if entry.before.as_ref() == cached => Some(entry.written.clone()),
+            Some(_) => {
+                unseen.remove(uid);
+                cached.cloned()
+            }
+            None => cached.cloned(),
+        }
+    }
+
+    pub fn remember(&self, uid: &str, before: Option<LlmProxyStatus>, written: LlmProxyStatus) {
+        if let Ok(mut unseen) = self.0.lock() {
+            unseen.insert(uid.to_owned(), UnseenStatus { before, written });
+        }
+    }
+}
+
+/// A status this operator wrote that the watch may not have delivered yet.
+struct UnseenStatus {
+    /// The status the write replaced.
+    before: Option<LlmProxyStatus>,
+    written: LlmProxyStatus,
 }
 
 impl Context {
@@ -57,6 +99,7 @@ impl Context {
             recorder,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            unseen_status: UnseenStatuses::default(),
         }
     }
 
@@ -182,11 +225,20 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
             .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
     );
     let management_token_secret = Some(sources.management_token.name.clone());
-    let new_status = status::compute(proxy, management_token_secret, &observed, &outcome, now);
-    let old_status = proxy.status.as_ref();
-    if old_status != Some(&new_status) {
+    let uid = proxy.metadata.uid.clone().unwrap_or_default();
+    let old_status = ctx.unseen_status.freshest(&uid, proxy.status.as_ref());
+    let new_status = if old_status == proxy.status {
+        status::compute(proxy, management_token_secret, &observed, &outcome, now)
+    } else {
+        let mut fresh = proxy.clone();
+        fresh.status = old_status.clone();
+        status::compute(&fresh, management_token_secret, &observed, &outcome, now)
+    };
+    if old_status.as_ref() != Some(&new_status) {
         patch_status(ctx, &namespace, &name, &new_status).await?;
-        announce_transitions(ctx, &reference, old_status, &new_status).await;
+        announce_transitions(ctx, &reference, old_status.as_ref(), &new_status).await;
+        ctx.unseen_status
+            .remember(&uid, proxy.status.clone(), new_status);
     }
 
     result.map(|()| Action::requeue(ctx.config.resync_interval))
@@ -365,5 +417,42 @@ pub fn error_policy(
         Action::await_change()
     } else {
         Action::requeue(ctx.next_backoff(&key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(replicas: i32) -> LlmProxyStatus {
+        LlmProxyStatus {
+            replicas,
+            ..LlmProxyStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_cache_that_has_not_seen_our_write_yields_the_written_status() {
+        let unseen = UnseenStatuses::default();
+        let (old, written) = (status(1), status(2));
+        unseen.remember("uid", Some(old.clone()), written.clone());
+        assert_eq!(
+            unseen.freshest("uid", Some(&old)),
+            Some(written.clone()),
+            "stale cache: our write is the truth"
+        );
+        assert_eq!(unseen.freshest("uid", Some(&written)), Some(written.clone()));
+        // The cache caught up: the entry is gone, the cache is used from now on.
+        assert_eq!(unseen.freshest("uid", Some(&old)), Some(old.clone()));
+        assert_eq!(unseen.freshest("other", None), None);
+    }
+
+    #[test]
+    fn a_status_changed_by_someone_else_wins_over_our_memory() {
+        let unseen = UnseenStatuses::default();
+        unseen.remember("uid", None, status(2));
+        let external = status(7);
+        assert_eq!(unseen.freshest("uid", Some(&external)), Some(external));
+        assert_eq!(unseen.freshest("uid", None), None, "entry dropped");
     }
 }
