@@ -10,11 +10,12 @@
 //! 2. CORS preflight (`OPTIONS`: 204, no authentication, no upstream);
 //! 3. concurrency limit, then circuit breaker ([`crate::breaker`]);
 //! 4. path safety, method and endpoint allow-lists, body size, param whitelist, origin rules;
-//! 5. client token: format, hash lookup through a bounded cache, expiry, revocation, atomic quota
-//!    ([`crate::tokens`]);
-//! 6. project active, then provider key ([`crate::projects`]); rate limits ([`crate::ratelimit`])
-//!    between the two, before the token's quota is counted;
-//! 7. HTTP cache lookup ([`crate::cache`]; before the quota is counted, see [`crate::forward`]);
+//! 5. client token: format, hash lookup through a bounded cache (and a short negative cache),
+//!    expiry and revocation, checked without counting anything yet ([`crate::tokens`]);
+//! 6. project active ([`crate::projects`]), then rate limits ([`crate::ratelimit`]);
+//! 7. HTTP cache lookup ([`crate::cache`]): a hit is served here, without counting the quota; on a
+//!    miss the token's quota is counted atomically (from a reservation), then the provider key is
+//!    loaded;
 //! 8. upstream through the one pooled client ([`crate::upstream`]);
 //! 9. response tap: the body streams through unchanged while metrics, the request log and the
 //!    instrumentation event ([`crate::events`]) are recorded; usage of unlimited tokens is written
@@ -110,11 +111,9 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         breaker,
         redis,
     } = deps;
-    // Used by the Redis-backed features (cache, rate limits) as they are wired in.
-    let _shared_redis = redis;
     let mut redis_features: Vec<Arc<FeatureHealth>> = Vec::new();
     let ready_events = events.clone();
-    let rate_limits = RateLimiter::new(&config.rate_limit, _shared_redis.clone());
+    let rate_limits = RateLimiter::new(&config.rate_limit, redis.clone());
     redis_features.extend(rate_limits.health());
     let mut metrics = Metrics::new();
     if let Some(publisher) = &events {
@@ -142,7 +141,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         },
     );
     let (http_cache, cache_health) =
-        HttpCache::from_config(&config.http_cache, _shared_redis.as_ref(), metrics.clone());
+        HttpCache::from_config(&config.http_cache, redis.as_ref(), metrics.clone());
     redis_features.extend(cache_health);
     let state = Arc::new(ProxyState {
         client: upstream::build_client(&config.provider),
