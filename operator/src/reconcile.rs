@@ -441,7 +441,10 @@ mod tests {
             Some(written.clone()),
             "stale cache: our write is the truth"
         );
-        assert_eq!(unseen.freshest("uid", Some(&written)), Some(written.clone()));
+        assert_eq!(
+            unseen.freshest("uid", Some(&written)),
+            Some(written.clone())
+        );
         // The cache caught up: the entry is gone, the cache is used from now on.
         assert_eq!(unseen.freshest("uid", Some(&old)), Some(old.clone()));
         assert_eq!(unseen.freshest("other", None), None);
