@@ -69,7 +69,8 @@ const FALLBACK_ENDPOINTS: &[&str] = &[
 ];
 const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(90);
-const DEFAULT_MAX_IDLE_PER_HOST: usize = 20;
+/// Upstream uses 20; a pool smaller than the concurrency reconnects per request over HTTP/1.1.
+const DEFAULT_MAX_IDLE_PER_HOST: usize = 100;
 
 /// Why the provider configuration was rejected.
 #[derive(Debug, thiserror::Error, PartialEq)]
