@@ -30,6 +30,7 @@
 //! token is never in it; creating a token through `/manage` clears its hash anyway.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -184,12 +185,15 @@ impl TokenAuthority {
         if let Some(served) = slot.take(Instant::now(), now)? {
             return Ok(self.served(hash, slot, served));
         }
+        let waiting = Waiting::enter(&slot.waiting);
         let refilling = slot.refill.lock().await;
+        drop(waiting);
         if let Some(served) = slot.take(Instant::now(), now)? {
             drop(refilling);
             return Ok(self.served(hash, slot, served));
         }
-        let (chunk, expired_unused) = slot.next_chunk(Instant::now());
+        let demand = slot.waiting.load(Ordering::Relaxed).saturating_add(1);
+        let (chunk, expired_unused) = slot.next_chunk(Instant::now(), demand);
         self.release(&hash, expired_unused);
         if chunk > 1
             && let Some(record) = self.store.reserve(&hash, now, chunk).await?
@@ -333,6 +337,25 @@ struct QuotaLeases {
 struct LeaseSlot {
     state: Mutex<LeaseState>,
     refill: tokio::sync::Mutex<()>,
+    /// Requests waiting for `refill`: a burst on a cool token is served by one reservation sized
+    /// to it instead of a doubling series of writes each request waits behind.
+    waiting: AtomicI64,
+}
+
+/// Counts a request among a slot's refill waiters until dropped (also when its future is dropped).
+struct Waiting<'a>(&'a AtomicI64);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicI64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -454,16 +477,14 @@ impl LeaseSlot {
         0
     }
 
-    /// The size of the next reservation (doubled while the token is hot, else 1) and the unused part
-    /// of an expired lease, which is handed back.
-    fn next_chunk(&self, now: Instant) -> (i64, i64) {
+    /// The size of the next reservation (doubled while the token is hot, else 1, and at least the
+    /// `demand` of requests waiting for it) and the unused part of an expired lease, handed back.
+    fn next_chunk(&self, now: Instant, demand: i64) -> (i64, i64) {
         let mut state = self.lock();
         let hot = state.expires.is_some_and(|e| e > now) && state.remaining <= 0;
-        let chunk = if hot {
-            (state.chunk * 2).clamp(1, MAX_CHUNK)
-        } else {
-            1
-        };
+        let chunk = if hot { state.chunk * 2 } else { 1 }
+            .max(demand)
+            .clamp(1, MAX_CHUNK);
         let unused = std::mem::take(&mut state.remaining);
         (chunk, unused)
     }
