@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::results::{BenchResults, CacheHitScenario, NotMeasured};
+use crate::results::{BenchResults, CacheHitScenario, MachineFacts, NotMeasured};
 
 /// One target of issue #6 and whether the run met it (`None`: not measured).
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +164,23 @@ fn verdict(met: Option<bool>) -> &'static str {
 }
 
 /// The Markdown report. `Write` into a `String` cannot fail, so its results are ignored.
+/// The `## Machine` heading and the rows every benchmark page shares (CPUs, model, kernel, commit,
+/// build profile under `profile_label`, load average); the caller adds its own rows.
+pub fn write_machine_facts(out: &mut String, machine: &MachineFacts, profile_label: &str) {
+    let _ = writeln!(out, "## Machine\n");
+    let _ = writeln!(out, "| fact | value |\n|---|---|");
+    let _ = writeln!(out, "| CPUs (nproc) | {} |", machine.nproc);
+    let _ = writeln!(out, "| CPU model | {} |", machine.cpu_model);
+    let _ = writeln!(out, "| kernel | {} |", machine.kernel);
+    let _ = writeln!(out, "| commit | `{}` |", machine.commit);
+    let _ = writeln!(out, "| {profile_label} | {} |", machine.profile);
+    let _ = writeln!(
+        out,
+        "| load average (1 min) start / end | {:.2} / {:.2} |",
+        machine.load_average_start, machine.load_average_end
+    );
+}
+
 pub fn markdown(results: &BenchResults) -> String {
     let mut out = String::new();
     let machine = &results.machine;
@@ -175,18 +192,7 @@ pub fn markdown(results: &BenchResults) -> String {
          do not edit by hand. Method: anchors-gateway §2.3/§2.4 (added latency by subtraction from a \
          direct run, interleaved rounds, median of per-round differences).\n"
     );
-    let _ = writeln!(out, "## Machine\n");
-    let _ = writeln!(out, "| fact | value |\n|---|---|");
-    let _ = writeln!(out, "| CPUs (nproc) | {} |", machine.nproc);
-    let _ = writeln!(out, "| CPU model | {} |", machine.cpu_model);
-    let _ = writeln!(out, "| kernel | {} |", machine.kernel);
-    let _ = writeln!(out, "| commit | `{}` |", machine.commit);
-    let _ = writeln!(out, "| profile | {} |", machine.profile);
-    let _ = writeln!(
-        out,
-        "| load average (1 min) start / end | {:.2} / {:.2} |",
-        machine.load_average_start, machine.load_average_end
-    );
+    write_machine_facts(&mut out, machine, "profile");
     let _ = writeln!(
         out,
         "| pinning | {} |",

@@ -55,21 +55,14 @@ impl ProjectGate {
         }
     }
 
-    /// Refuses inactive (or vanished) projects when enforcement is on.
-    pub async fn ensure_active(&self, project_id: &str) -> Result<(), ProxyError> {
-        if !self.enforce_active {
-            return Ok(());
+    /// Refuses inactive (or vanished) projects when enforcement is on; returns the project's rate
+    /// limits (none for a project that does not exist). One cache lookup serves both.
+    pub async fn admit(&self, project_id: &str) -> Result<ProjectRateLimits, ProxyError> {
+        let facts = self.facts(project_id).await?;
+        if self.enforce_active && !facts.is_active {
+            return Err(ProxyError::ProjectInactive);
         }
-        if self.facts(project_id).await?.is_active {
-            Ok(())
-        } else {
-            Err(ProxyError::ProjectInactive)
-        }
-    }
-
-    /// The project's rate limits (none for a project that does not exist).
-    pub async fn rate_limits(&self, project_id: &str) -> Result<ProjectRateLimits, ProxyError> {
-        Ok(self.facts(project_id).await?.rate_limits)
+        Ok(facts.rate_limits)
     }
 
     async fn facts(&self, project_id: &str) -> Result<ProjectFacts, ProxyError> {

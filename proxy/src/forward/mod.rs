@@ -181,15 +181,9 @@ async fn forward(
     facts.project_id = Some(identified.record.project_id.clone());
     facts.token_id = Some(identified.record.id.to_string());
     state.tokens.check(&identified)?;
-    state
-        .projects
-        .ensure_active(&identified.record.project_id)
-        .await?;
-    // Before the quota is counted: a rate-limited request consumes nothing.
-    let limits = state
-        .projects
-        .rate_limits(&identified.record.project_id)
-        .await?;
+    // Project active, then its rate limits, before the quota is counted: a rate-limited request
+    // consumes nothing.
+    let limits = state.projects.admit(&identified.record.project_id).await?;
     state
         .rate_limits
         .check(identified.record.id, &identified.record.project_id, &limits)
