@@ -240,7 +240,7 @@ pub fn markdown(results: &BenchResults) -> String {
          or SSE): **direct** (driver → mock), **pass-through** (`bare-proxy`: one pooled hyper client, no logic; \
          the physical limit) and **proxy** (`llm-proxy` in its default configuration: SQLite in a temporary \
          directory, in-memory event bus, a token with a large `max_requests` created through `/manage`; a token with a quota is admitted from \
-         quota reservations: one atomic SQLite write per chunk of up to 32 requests). \
+         quota reservations: one atomic SQLite write per chunk of up to 1,024 requests). \
          *Added* latency is target − direct; the *overhead ratio* is proxy added / pass-through added.\n"
     );
 

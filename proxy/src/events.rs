@@ -29,7 +29,7 @@ pub struct RequestFacts {
     /// The whole request body as received (captured up to the limit when the event is built).
     pub body: Bytes,
     pub project_id: Option<String>,
-    pub token_id: Option<String>,
+    pub token_id: Option<Uuid>,
     /// `X-PROXY-CACHE` value (`hit`, `miss`, `stored`, …) when the HTTP cache took part.
     pub cache_status: Option<&'static str>,
 }
@@ -100,7 +100,7 @@ impl EventTap {
                 response_headers: headers,
                 request_body,
                 project_id: facts.project_id,
-                token_id: facts.token_id,
+                token_id: facts.token_id.map(|id| id.to_string()),
                 streaming,
                 truncated,
                 cache_status: facts.cache_status.map(str::to_owned),
@@ -152,7 +152,7 @@ mod tests {
         let facts = RequestFacts {
             body: Bytes::from_static(b"0123456789"),
             project_id: Some("p".into()),
-            token_id: Some("t".into()),
+            token_id: Some(Uuid::nil()),
             cache_status: None,
         };
         let mut headers = HeaderMap::new();

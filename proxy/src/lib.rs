@@ -2,7 +2,7 @@
 //!
 //! Modules: [`config`] (environment and provider file, parsed once), [`app`] (router and state),
 //! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission), [`upstream`] (the pooled
-//! client), [`breaker`], [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
+//! client), [`breaker`], [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`redis_link`] (the shared
 //! Redis connection and per-feature health), [`server`] (listener and shutdown) and [`secret`].
 
@@ -10,6 +10,7 @@ pub mod app;
 pub mod audit;
 pub mod breaker;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -11,6 +11,11 @@
 //! [`WRITE_INTERVAL`] rather than being woken per line (on a busy core a wake-up per request costs
 //! more than the write), so a line reaches the sink at most that late; [`LogGuard`] drains the
 //! queue at exit.
+//!
+//! JSON lines are written by [`JsonLine`] (`timestamp`, `level`, then the event's fields, the same
+//! keys as tracing-subscriber's flattened JSON format): one line per `/v1` request made its generic
+//! formatter (a serde map per event, a `Debug` round trip per field) a visible part of the request
+//! path's cost.
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
@@ -19,8 +24,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::clock::{Precision, Rfc3339};
 
 use crate::config::{LogFormat, LogLevel, LoggingConfig};
 
@@ -188,11 +201,132 @@ pub fn init(config: &LoggingConfig) -> Result<LogGuard, LoggingError> {
         .with_ansi(false)
         .with_writer(make_writer);
     let result = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder.event_format(JsonLine).try_init(),
         LogFormat::Text => builder.try_init(),
     };
     result.map_err(|_| LoggingError::AlreadyInstalled)?;
     Ok(guard)
+}
+
+/// Formats an event as one JSON object: `timestamp` (RFC 3339, microseconds), `level`, then the
+/// event's fields in the order given (`message` first for `info!(..., "text")`). Spans are not
+/// written: the proxy opens none.
+struct JsonLine;
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        writer.write_str("{\"timestamp\":\"")?;
+        writer.write_str(Rfc3339::now(Precision::Micros).as_str())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(event.metadata().level().as_str())?;
+        writer.write_char('"')?;
+        let mut fields = JsonFields {
+            out: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str("}\n")
+    }
+}
+
+/// Writes each field as `,"name":value`.
+struct JsonFields<'w, 'a> {
+    out: &'w mut Writer<'a>,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn field(&mut self, field: &Field, write_value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = (|| {
+            self.out.write_str(",\"")?;
+            JsonEscaped(&mut *self.out).write_str(field.name())?;
+            self.out.write_str("\":")?;
+            write_value(&mut *self.out)
+        })();
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |out| {
+            out.write_char('"')?;
+            JsonEscaped(&mut *out).write_str(value)?;
+            out.write_char('"')
+        });
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |out| {
+            out.write_str(if value { "true" } else { "false" })
+        });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, |out| {
+            if value.is_finite() {
+                write!(out, "{value}")
+            } else {
+                out.write_str("null")
+            }
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |out| {
+            out.write_char('"')?;
+            write!(JsonEscaped(&mut *out), "{value:?}")?;
+            out.write_char('"')
+        });
+    }
+}
+
+/// Escapes what it is given as the inside of a JSON string.
+struct JsonEscaped<'w, W: fmt::Write>(&'w mut W);
+
+impl<W: fmt::Write> fmt::Write for JsonEscaped<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut plain_from = 0;
+        for (at, byte) in text.bytes().enumerate() {
+            let escaped = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&text[plain_from..at])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u{byte:04x}")?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            plain_from = at + 1;
+        }
+        self.0.write_str(&text[plain_from..])
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +350,55 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn json_lines_are_json_objects_with_escaped_fields() {
+        let sink = Shared::default();
+        let make_writer = {
+            let sink = sink.clone();
+            move || sink.clone()
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(make_writer)
+            .event_format(JsonLine)
+            .finish();
+        let id = uuid::Uuid::nil();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                request_id = %id,
+                path = "/v1/\"quoted\"\\back\nline\u{1}",
+                status = 200_u16,
+                delta = -3_i64,
+                ok = true,
+                ratio = 0.5,
+                outcome = ?Some("x"),
+                "request"
+            );
+            tracing::warn!("second {}", 2);
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let first = &lines[0];
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(first["timestamp"].as_str().unwrap()).is_ok(),
+            "{text}"
+        );
+        assert_eq!(first["level"], "INFO");
+        assert_eq!(first["message"], "request");
+        assert_eq!(first["request_id"], id.to_string());
+        assert_eq!(first["path"], "/v1/\"quoted\"\\back\nline\u{1}");
+        assert_eq!(first["status"], 200);
+        assert_eq!(first["delta"], -3);
+        assert_eq!(first["ok"], true);
+        assert_eq!(first["ratio"], 0.5);
+        assert_eq!(first["outcome"], "Some(\"x\")");
+        assert_eq!(lines[1]["level"], "WARN");
+        assert_eq!(lines[1]["message"], "second 2");
     }
 
     #[test]

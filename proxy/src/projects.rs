@@ -2,13 +2,16 @@
 //! client's token upstream.
 //!
 //! Two bounded TTL caches over one store call (`project_access`): the active flag and the rate
-//! limits (`LLM_PROXY_ACTIVE_CACHE_*`, short) and the decrypted provider key
+//! limits (`LLM_PROXY_ACTIVE_CACHE_*`, short) and the decrypted provider key, kept as the ready
+//! `Authorization: Bearer <key>` value (sensitive) so a request copies no secret
 //! (`LLM_PROXY_API_KEY_CACHE_*`).
 //! The management API clears both for a project through [`ProjectGate::invalidate`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
+use http::HeaderValue;
 use llm_proxy_store::{ProjectAccess, ProjectRateLimits, ProviderKey, Store};
 use moka::sync::Cache;
 
@@ -35,8 +38,9 @@ struct ProjectFacts {
 pub struct ProjectGate {
     store: Arc<dyn Store>,
     enforce_active: bool,
-    active: Cache<String, ProjectFacts>,
-    keys: Cache<String, ProviderKey>,
+    // foldhash rather than SipHash: both are looked up on every request.
+    active: Cache<String, ProjectFacts, RandomState>,
+    keys: Cache<String, HeaderValue, RandomState>,
 }
 
 impl ProjectGate {
@@ -47,11 +51,11 @@ impl ProjectGate {
             active: Cache::builder()
                 .max_capacity(settings.active_max)
                 .time_to_live(settings.active_ttl)
-                .build(),
+                .build_with_hasher(RandomState::default()),
             keys: Cache::builder()
                 .max_capacity(settings.key_max)
                 .time_to_live(settings.key_ttl)
-                .build(),
+                .build_with_hasher(RandomState::default()),
         }
     }
 
@@ -78,18 +82,21 @@ impl ProjectGate {
             .unwrap_or_default())
     }
 
-    /// The decrypted provider key of the project.
-    pub async fn provider_key(&self, project_id: &str) -> Result<ProviderKey, ProxyError> {
-        if let Some(key) = self.keys.get(project_id) {
-            return Ok(key);
+    /// The upstream `Authorization` value of the project: `Bearer <decrypted provider key>`,
+    /// marked sensitive.
+    pub async fn upstream_authorization(
+        &self,
+        project_id: &str,
+    ) -> Result<HeaderValue, ProxyError> {
+        if let Some(value) = self.keys.get(project_id) {
+            return Ok(value);
         }
         let access = self.load(project_id).await.map_err(|err| {
             tracing::warn!(error = %err, project_id, "provider key lookup failed");
             ProxyError::UpstreamAuth
         })?;
         access
-            .map(|a| a.api_key)
-            .filter(|key| !key.expose().is_empty())
+            .and_then(|a| bearer(&a.api_key))
             .ok_or(ProxyError::UpstreamAuth)
     }
 
@@ -108,8 +115,8 @@ impl ProjectGate {
                     rate_limits: a.rate_limits,
                 };
                 self.active.insert(project_id.to_owned(), facts);
-                if !a.api_key.expose().is_empty() {
-                    self.keys.insert(project_id.to_owned(), a.api_key.clone());
+                if let Some(value) = bearer(&a.api_key) {
+                    self.keys.insert(project_id.to_owned(), value);
                 }
             }
             None => self
@@ -118,4 +125,15 @@ impl ProjectGate {
         }
         Ok(access)
     }
+}
+
+/// `Bearer <key>` as a sensitive header value; `None` for an empty key or one that cannot be a
+/// header value.
+fn bearer(key: &ProviderKey) -> Option<HeaderValue> {
+    if key.expose().is_empty() {
+        return None;
+    }
+    let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }

@@ -6,7 +6,8 @@
 //! of `k` requests with one atomic statement ([`Store::reserve`]: `request_count += k` only while it
 //! stays within `max_requests`, so no replica ever over-admits) and serves them from memory. `k`
 //! starts at 1, doubles while the token is hot (its lease ran out before it expired) up to
-//! [`MAX_CHUNK`], and falls back to 1 ([`Store::admit`], which also classifies refusals) when a chunk no
+//! [`MAX_CHUNK`] and at most an eighth ([`QUOTA_SHARE`]) of the quota not yet counted, and falls
+//! back to 1 ([`Store::admit`], which also classifies refusals) when a chunk no
 //! longer fits. Once half of a chunk is used, the next one is reserved ahead in a background task, so
 //! a busy token's requests do not wait for the database. A lease serves for at most [`LEASE_TTL`]
 //! after its last reservation; its unused part is then returned
@@ -15,8 +16,8 @@
 //! - a revocation, expiry or quota change made through `/manage` of *this* process applies at once
 //!   ([`TokenAuthority::invalidate`] drops the lease); one made by another replica applies within
 //!   [`LEASE_TTL`] (1 s);
-//! - `request_count` seen through `/manage` may include reservations not used yet (at most
-//!   2 × [`MAX_CHUNK`] − 1 per replica and token), until they are returned (about 2 s after the token
+//! - `request_count` seen through `/manage` may include reservations not used yet (at most two
+//!   chunks per replica and token, so at most a quarter of the quota left), until they are returned (about 2 s after the token
 //!   cools down); and another replica may refuse a request with 429 while such a reservation is
 //!   outstanding near the end of the quota;
 //! - `last_used_at` is set when a chunk is reserved, not by each request served from it.
@@ -35,6 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use foldhash::fast::RandomState;
 use llm_proxy_store::{Admission, Store, TokenHash, TokenRecord, UsageDelta};
 use moka::sync::Cache;
 use tokio::sync::mpsc;
@@ -49,8 +51,13 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const FLUSH_BATCH: usize = 100;
 /// Longest a quota lease serves requests; bounds how late another replica's revocation applies.
 pub const LEASE_TTL: Duration = Duration::from_secs(1);
-/// Largest quota chunk one reservation takes.
-pub const MAX_CHUNK: i64 = 32;
+/// Largest quota chunk one reservation takes. A chunk only grows this large for a token that uses
+/// half of it within [`LEASE_TTL`], so about one reservation per 0.1 s at 10,000 requests/s: each one
+/// is a database write and a wake-up of its worker, a cost that dominated the request path at 32.
+pub const MAX_CHUNK: i64 = 1024;
+/// A chunk is at most this fraction (1/n) of the quota not yet counted, so reservations shrink as the
+/// quota runs out and another replica is rarely refused while this one holds unused requests.
+pub const QUOTA_SHARE: i64 = 8;
 /// Expired leases are looked for (and their unused part returned) this often.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// How long an unknown token hash is answered without a lookup.
@@ -59,8 +66,9 @@ pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Admits client tokens.
 pub struct TokenAuthority {
     store: Arc<dyn Store>,
-    cache: Cache<TokenHash, TokenRecord>,
-    unknown: Cache<TokenHash, ()>,
+    // foldhash rather than SipHash: the keys are SHA-256 digests, looked up on every request.
+    cache: Cache<TokenHash, Arc<TokenRecord>, RandomState>,
+    unknown: Cache<TokenHash, (), RandomState>,
     leases: Arc<QuotaLeases>,
     usage: mpsc::Sender<UsageDelta>,
     metrics: Arc<Metrics>,
@@ -69,8 +77,8 @@ pub struct TokenAuthority {
 /// A well-formed token that exists, before admission.
 pub struct Identified {
     hash: TokenHash,
-    /// The token's record as cached (counters may be slightly stale).
-    pub record: TokenRecord,
+    /// The token's record as cached (counters may be slightly stale); shared, not copied, per request.
+    pub record: Arc<TokenRecord>,
 }
 
 /// Settings of the token cache and usage queue.
@@ -95,11 +103,11 @@ impl TokenAuthority {
         let cache = Cache::builder()
             .max_capacity(settings.cache_max)
             .time_to_live(settings.cache_ttl)
-            .build();
+            .build_with_hasher(RandomState::default());
         let unknown = Cache::builder()
             .max_capacity(settings.cache_max)
             .time_to_live(NEGATIVE_TTL.min(settings.cache_ttl))
-            .build();
+            .build_with_hasher(RandomState::default());
         (
             Self {
                 store,
@@ -124,7 +132,7 @@ impl TokenAuthority {
     }
 
     /// Admits an identified token, counting the request against its quota.
-    pub async fn admit(&self, identified: Identified) -> Result<TokenRecord, ProxyError> {
+    pub async fn admit(&self, identified: Identified) -> Result<Arc<TokenRecord>, ProxyError> {
         let result = self.admit_inner(identified).await;
         if let Err(err) = &result {
             self.metrics.record_token_rejection(err.code());
@@ -146,6 +154,7 @@ impl TokenAuthority {
                     self.unknown.insert(hash, ());
                     return Err(ProxyError::TokenNotFound);
                 };
+                let record = Arc::new(record);
                 self.cache.insert(hash.clone(), record.clone());
                 record
             }
@@ -153,7 +162,7 @@ impl TokenAuthority {
         Ok(Identified { hash, record })
     }
 
-    async fn admit_inner(&self, identified: Identified) -> Result<TokenRecord, ProxyError> {
+    async fn admit_inner(&self, identified: Identified) -> Result<Arc<TokenRecord>, ProxyError> {
         let Identified { hash, record } = identified;
         let now = Utc::now();
         if record.is_limited() {
@@ -177,7 +186,7 @@ impl TokenAuthority {
         &self,
         hash: TokenHash,
         now: DateTime<Utc>,
-    ) -> Result<TokenRecord, ProxyError> {
+    ) -> Result<Arc<TokenRecord>, ProxyError> {
         let Some(slot) = self.leases.slot(&hash) else {
             // Too many leased tokens at once: count this request alone.
             return self.admit_one(hash, now).await;
@@ -198,6 +207,7 @@ impl TokenAuthority {
         if chunk > 1
             && let Some(record) = self.store.reserve(&hash, now, chunk).await?
         {
+            let record = Arc::new(record);
             self.cache.insert(hash.clone(), record.clone());
             let orphaned = slot.install(&record, chunk - 1, chunk);
             self.release(&hash, orphaned);
@@ -211,7 +221,7 @@ impl TokenAuthority {
 
     /// Starts the reservation ahead a served request asked for: a hot token's requests then never
     /// wait for the database (the write happens while the rest of the lease is being used).
-    fn served(&self, hash: TokenHash, slot: Arc<LeaseSlot>, served: Served) -> TokenRecord {
+    fn served(&self, hash: TokenHash, slot: Arc<LeaseSlot>, served: Served) -> Arc<TokenRecord> {
         if let Some(chunk) = served.prefetch {
             let store = self.store.clone();
             let usage = self.usage.clone();
@@ -239,9 +249,10 @@ impl TokenAuthority {
         &self,
         hash: TokenHash,
         now: DateTime<Utc>,
-    ) -> Result<TokenRecord, ProxyError> {
+    ) -> Result<Arc<TokenRecord>, ProxyError> {
         match self.store.admit(&hash, now).await? {
             Admission::Admitted(updated) => {
+                let updated = Arc::new(updated);
                 self.cache.insert(hash, updated.clone());
                 Ok(updated)
             }
@@ -361,7 +372,7 @@ impl Drop for Waiting<'_> {
 #[derive(Default)]
 struct LeaseState {
     /// The token as of the last reservation.
-    record: Option<TokenRecord>,
+    record: Option<Arc<TokenRecord>>,
     /// Reserved requests not served yet.
     remaining: i64,
     /// When the lease stops serving; `None` before the first reservation.
@@ -376,7 +387,7 @@ struct LeaseState {
 
 /// A request served from a lease, and the size of the chunk to reserve ahead, if it is time to.
 struct Served {
-    record: TokenRecord,
+    record: Arc<TokenRecord>,
     prefetch: Option<i64>,
 }
 
@@ -450,9 +461,11 @@ impl LeaseSlot {
         }
         let record = record.clone();
         state.remaining -= 1;
+        let cap = chunk_cap(Some(&record));
         let prefetch =
             (state.chunk >= 2 && !state.prefetching && state.remaining <= state.chunk / 2)
-                .then(|| (state.chunk * 2).min(MAX_CHUNK));
+                .then(|| (state.chunk * 2).min(cap))
+                .filter(|chunk| *chunk >= 2);
         state.prefetching |= prefetch.is_some();
         Ok(Some(Served { record, prefetch }))
     }
@@ -470,7 +483,7 @@ impl LeaseSlot {
         if state.retired {
             return chunk;
         }
-        state.record = Some(record);
+        state.record = Some(Arc::new(record));
         state.remaining += chunk;
         state.chunk = chunk;
         state.expires = Some(Instant::now() + LEASE_TTL);
@@ -484,14 +497,14 @@ impl LeaseSlot {
         let hot = state.expires.is_some_and(|e| e > now) && state.remaining <= 0;
         let chunk = if hot { state.chunk * 2 } else { 1 }
             .max(demand)
-            .clamp(1, MAX_CHUNK);
+            .clamp(1, chunk_cap(state.record.as_deref()));
         let unused = std::mem::take(&mut state.remaining);
         (chunk, unused)
     }
 
     /// Installs a fresh reservation of which `remaining` requests are left; returns what must be
     /// handed back at once because the lease was retired meanwhile.
-    fn install(&self, record: &TokenRecord, remaining: i64, chunk: i64) -> i64 {
+    fn install(&self, record: &Arc<TokenRecord>, remaining: i64, chunk: i64) -> i64 {
         let mut state = self.lock();
         if state.retired {
             return remaining;
@@ -510,6 +523,15 @@ impl LeaseSlot {
         state.expires = None;
         std::mem::take(&mut state.remaining)
     }
+}
+
+/// The largest chunk worth reserving for a token: [`MAX_CHUNK`], and at most [`QUOTA_SHARE`]th of
+/// the quota not yet counted as of `record` (the last reservation's view).
+fn chunk_cap(record: Option<&TokenRecord>) -> i64 {
+    let left = record
+        .and_then(|record| Some(record.max_requests? - record.request_count))
+        .unwrap_or(MAX_CHUNK * QUOTA_SHARE);
+    (left / QUOTA_SHARE).clamp(1, MAX_CHUNK)
 }
 
 fn check_unlimited(record: &TokenRecord, now: DateTime<Utc>) -> Result<(), ProxyError> {

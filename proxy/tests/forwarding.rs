@@ -350,7 +350,16 @@ async fn local_errors_carry_cors_headers_when_an_origin_is_present() {
         reply.headers["access-control-allow-origin"],
         "https://app.example.com"
     );
-    assert!(reply.headers.contains_key("access-control-expose-headers"));
+    let exposed = reply.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["x-request-id", "retry-after", "x-ratelimit-reset-requests"] {
+        assert!(
+            exposed.split(", ").any(|exposed| exposed == name),
+            "{name} not exposed: {exposed}"
+        );
+    }
 }
 
 const WHITELIST_YAML: &str = r#"

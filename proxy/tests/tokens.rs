@@ -271,8 +271,10 @@ async fn hot_limited_token_reservations_are_returned() {
     assert_eq!(h.mock.requests().len(), served);
     let hash = llm_proxy_store::hash_token(&token);
     let counted = h.store.token_by_hash(&hash).await.unwrap().unwrap();
+    // A chunk is at most an eighth of the quota not yet counted: two outstanding chunks stay
+    // within a quarter of it.
     assert!(
-        (served as i64..served as i64 + 64).contains(&counted.request_count),
+        (served as i64..=served as i64 + 1_000 / 4).contains(&counted.request_count),
         "at most two chunks reserved ahead: {}",
         counted.request_count
     );

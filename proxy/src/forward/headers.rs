@@ -4,12 +4,13 @@
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
-use uuid::Uuid;
 
 pub(super) const PROXY_NAME: &str = "llm-proxy";
 pub(super) const PROXY_VERSION: &str = env!("CARGO_PKG_VERSION");
-pub(super) const EXPOSED_HEADERS: &str =
-    "X-Request-ID, X-Proxy-ID, X-LLM-Proxy-Remote-Duration, X-LLM-Proxy-Remote-Duration-Ms";
+/// The spec's list plus the rate-limit headers of a 429, so browser clients can read when to retry.
+pub(super) const EXPOSED_HEADERS: &str = "X-Request-ID, X-Proxy-ID, X-LLM-Proxy-Remote-Duration, \
+     X-LLM-Proxy-Remote-Duration-Ms, Retry-After, X-RateLimit-Limit-Requests, \
+     X-RateLimit-Remaining-Requests, X-RateLimit-Reset-Requests";
 pub(super) const PREFLIGHT_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 pub(super) const PREFLIGHT_DEFAULT_HEADERS: &str = "Authorization, Content-Type, X-Requested-With";
 /// Client headers that identify the client's address; never forwarded.
@@ -66,8 +67,8 @@ pub(super) fn preflight(headers: &HeaderMap, origin: Option<&HeaderValue>) -> Re
 pub(super) fn prepare_upstream_headers(
     headers: &mut HeaderMap,
     uri: &Uri,
-    id: Uuid,
-    start_nanos: u128,
+    request_id: &HeaderValue,
+    start_nanos: u64,
 ) {
     remove_where(headers, |name| {
         HOP_BY_HOP.contains(&name)
@@ -94,12 +95,11 @@ pub(super) fn prepare_upstream_headers(
         HeaderName::from_static("x-proxy-version"),
         HeaderValue::from_static(PROXY_VERSION),
     );
-    if let Ok(value) = HeaderValue::try_from(id.to_string()) {
-        headers.insert(HeaderName::from_static("x-request-id"), value);
-    }
-    if let Ok(value) = HeaderValue::try_from(start_nanos.to_string()) {
-        headers.insert(HeaderName::from_static("x-upstream-request-start"), value);
-    }
+    headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
+    headers.insert(
+        HeaderName::from_static("x-upstream-request-start"),
+        HeaderValue::from(start_nanos),
+    );
 }
 
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -129,6 +129,8 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]
@@ -155,7 +157,13 @@ mod tests {
             );
         }
         let id = Uuid::new_v4();
-        prepare_upstream_headers(&mut headers, &"/v1/x?stream=true".parse().unwrap(), id, 7);
+        let id_header = HeaderValue::try_from(id.to_string()).unwrap();
+        prepare_upstream_headers(
+            &mut headers,
+            &"/v1/x?stream=true".parse().unwrap(),
+            &id_header,
+            7,
+        );
         for gone in [
             "x-forwarded-for",
             "x-real-ip",

@@ -26,14 +26,13 @@
 //!
 //! Submodules: [`validate`] (steps 4–6), [`headers`] (header rules and CORS), [`body`] (step 10).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, Utc};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use http_body_util::Full;
@@ -44,6 +43,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action, Actor, Audit};
 use crate::breaker::CircuitBreaker;
 use crate::cache::{HttpCache, Lookup};
+use crate::clock::{Precision, Rfc3339};
 use crate::config::Provider;
 use crate::error::{ErrorCode, ProxyError};
 use crate::events::{EventTap, RequestFacts};
@@ -86,21 +86,25 @@ pub struct ProxyState {
 /// What is known about a request before it is forwarded.
 struct RequestContext {
     id: Uuid,
-    received_at: String,
+    /// `id` as the `X-Request-ID` value, formatted once for both directions.
+    id_header: HeaderValue,
+    received_at: Rfc3339,
     started: Instant,
     method: Method,
     path: String,
     route: String,
     origin: Option<HeaderValue>,
-    client_ip: Option<String>,
+    client_ip: Option<IpAddr>,
 }
 
 /// Handles every method on `/v1/*`.
 pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
+    let id = request_id();
     let ctx = RequestContext {
-        id: request_id(),
-        received_at: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
+        id,
+        id_header: request_id_header(id),
+        received_at: Rfc3339::now(Precision::Nanos),
         started: Instant::now(),
         method: request.method().clone(),
         route: route_label(&state.provider, &path),
@@ -109,13 +113,13 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         client_ip: request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+            .map(|ConnectInfo(addr)| addr.ip()),
     };
     let in_flight = InFlight::start(state.metrics.clone());
 
     if ctx.method == Method::OPTIONS {
         let response = preflight(request.headers(), ctx.origin.as_ref());
-        return finish(&state, &ctx, response, None, in_flight, false, None);
+        return finish(&state, ctx, response, None, in_flight, false, None);
     }
     let permit = match &state.limiter {
         Some(limiter) => match limiter.clone().try_acquire_owned() {
@@ -123,7 +127,7 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
             Err(_) => {
                 let response = local_error(&state, &ctx, ProxyError::Overloaded);
                 let facts = Some(RequestFacts::default());
-                return finish(&state, &ctx, response, None, in_flight, true, facts);
+                return finish(&state, ctx, response, None, in_flight, true, facts);
             }
         },
         None => None,
@@ -133,7 +137,7 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         let response = local_error(&state, &ctx, ProxyError::CircuitOpen);
         // Upstream behaviour: the breaker's 503 carries no CORS headers.
         let facts = Some(RequestFacts::default());
-        return finish(&state, &ctx, response, permit, in_flight, false, facts);
+        return finish(&state, ctx, response, permit, in_flight, false, facts);
     }
     let mut facts = RequestFacts::default();
     let response = match forward(&state, &ctx, request, &mut facts).await {
@@ -150,7 +154,7 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         }
     };
     state.metrics.set_circuit_open(state.breaker.is_open());
-    finish(&state, &ctx, response, permit, in_flight, true, Some(facts))
+    finish(&state, ctx, response, permit, in_flight, true, Some(facts))
 }
 
 async fn forward(
@@ -179,7 +183,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok());
     let identified = state.tokens.identify(authorization).await?;
     facts.project_id = Some(identified.record.project_id.clone());
-    facts.token_id = Some(identified.record.id.to_string());
+    facts.token_id = Some(identified.record.id);
     state.tokens.check(&identified)?;
     // Project active, then its rate limits, before the quota is counted: a rate-limited request
     // consumes nothing.
@@ -204,16 +208,16 @@ async fn forward(
     }
 
     let token = state.tokens.admit(identified).await?;
-    let key = state.projects.provider_key(&token.project_id).await?;
+    let authorization = state
+        .projects
+        .upstream_authorization(&token.project_id)
+        .await?;
 
     let uri = upstream_uri(&provider.base_url, &parts.uri)?;
     let start_nanos = unix_nanos();
     let mut headers = parts.headers;
-    prepare_upstream_headers(&mut headers, &parts.uri, ctx.id, start_nanos);
-    let mut bearer = HeaderValue::try_from(format!("Bearer {}", key.expose()))
-        .map_err(|_| ProxyError::UpstreamAuth)?;
-    bearer.set_sensitive(true);
-    headers.insert(header::AUTHORIZATION, bearer);
+    prepare_upstream_headers(&mut headers, &parts.uri, &ctx.id_header, start_nanos);
+    headers.insert(header::AUTHORIZATION, authorization);
     headers.insert(
         HeaderName::from_static("x-proxy-id"),
         HeaderValue::try_from(token.project_id.as_str()).map_err(|_| ProxyError::UpstreamAuth)?,
@@ -236,17 +240,16 @@ async fn forward(
     let (mut parts, incoming) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let timing = [
-        ("x-upstream-request-start", start_nanos.to_string()),
-        ("x-upstream-request-stop", stop_nanos.to_string()),
-        (
-            "x-proxy-first-response-at",
-            Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
-        ),
+        ("x-upstream-request-start", HeaderValue::from(start_nanos)),
+        ("x-upstream-request-stop", HeaderValue::from(stop_nanos)),
     ];
     for (name, value) in timing {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            parts.headers.insert(HeaderName::from_static(name), value);
-        }
+        parts.headers.insert(HeaderName::from_static(name), value);
+    }
+    if let Ok(at) = HeaderValue::from_str(Rfc3339::now(Precision::Nanos).as_str()) {
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-proxy-first-response-at"), at);
     }
     let body = match (&state.cache, cache_plan) {
         (Some(cache), Some(plan)) => {
@@ -271,8 +274,8 @@ fn audit_refusal(state: &ProxyState, ctx: &RequestContext, facts: &RequestFacts,
     let mut event = audit::event(Action::ProxyRequest, Actor::Anonymous, outcome);
     event.request_id = Some(ctx.id.to_string());
     event.project_id = facts.project_id.clone();
-    event.token_id = facts.token_id.clone();
-    event.client_ip = ctx.client_ip.clone();
+    event.token_id = facts.token_id.map(|id| id.to_string());
+    event.client_ip = ctx.client_ip.map(|ip| ip.to_string());
     event.method = Some(ctx.method.to_string());
     event.path = Some(ctx.path.clone());
     event.reason = Some(err.code().to_owned());
@@ -297,7 +300,7 @@ fn local_error(state: &ProxyState, ctx: &RequestContext, err: ProxyError) -> Res
 /// responses that publish no event (CORS preflight).
 fn finish(
     state: &Arc<ProxyState>,
-    ctx: &RequestContext,
+    ctx: RequestContext,
     mut response: Response,
     permit: Option<OwnedSemaphorePermit>,
     in_flight: InFlight,
@@ -305,18 +308,19 @@ fn finish(
     facts: Option<RequestFacts>,
 ) -> Response {
     let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::try_from(ctx.id.to_string()) {
-        headers.insert(HeaderName::from_static("x-request-id"), id);
-    }
+    headers.insert(
+        HeaderName::from_static("x-request-id"),
+        ctx.id_header.clone(),
+    );
     headers.insert(
         HeaderName::from_static("x-proxy"),
         HeaderValue::from_static(PROXY_NAME),
     );
-    if let Ok(received) = HeaderValue::try_from(ctx.received_at.as_str()) {
+    if let Ok(received) = HeaderValue::from_str(ctx.received_at.as_str()) {
         headers.insert(HeaderName::from_static("x-proxy-received-at"), received);
     }
-    if cors && let Some(origin) = &ctx.origin {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    if cors && let Some(origin) = ctx.origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(EXPOSED_HEADERS),
@@ -342,9 +346,9 @@ fn finish(
             exchange: Some(Exchange {
                 metrics: state.metrics.clone(),
                 request_id: ctx.id,
-                method: ctx.method.clone(),
-                path: ctx.path.clone(),
-                route: ctx.route.clone(),
+                method: ctx.method,
+                path: ctx.path,
+                route: ctx.route,
                 status,
                 error_code,
                 started: ctx.started,
@@ -359,6 +363,22 @@ fn finish(
 }
 
 fn upstream_uri(base: &Uri, client: &Uri) -> Result<Uri, ProxyError> {
+    // A base without a path (the usual case) takes the client's path and query as they are:
+    // cloning the parsed parts is cheaper than formatting and parsing the whole URI again.
+    if base.path().trim_end_matches('/').is_empty()
+        && let (Some(scheme), Some(authority)) = (base.scheme(), base.authority())
+    {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme.clone());
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(
+            client
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        return Uri::from_parts(parts).map_err(|_| ProxyError::InvalidPath);
+    }
     let scheme = base.scheme_str().unwrap_or("https");
     let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
     let prefix = base.path().trim_end_matches('/');
@@ -374,10 +394,18 @@ fn request_id() -> Uuid {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
-fn unix_nanos() -> u128 {
+/// Nanoseconds since the Unix epoch (a `u64` lasts until 2554).
+fn request_id_header(id: Uuid) -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut text);
+    // A hyphenated UUID is always a valid header value.
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn unix_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or_default()
 }
 
@@ -405,5 +433,12 @@ mod tests {
             upstream_uri(&base, &client).unwrap().to_string(),
             "https://api.example.com/openai/v1/models?limit=2"
         );
+        for base in ["http://127.0.0.1:9090", "http://127.0.0.1:9090/"] {
+            let base: Uri = base.parse().unwrap();
+            assert_eq!(
+                upstream_uri(&base, &client).unwrap().to_string(),
+                "http://127.0.0.1:9090/v1/models?limit=2"
+            );
+        }
     }
 }

@@ -15,13 +15,18 @@ pub(super) const MAX_ECHOED_VALUE: usize = 100;
 
 /// Rejects paths that a normalising server could resolve elsewhere than they look.
 pub(super) fn check_path(path: &str) -> Result<(), ProxyError> {
-    let lowered = path.to_ascii_lowercase();
+    // Encoded dot, slash, backslash or NUL (`%2e`, `%2f`, `%5c`, `%00`, any case).
+    let encoded_separator = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'e' | b'f') | (b'5', b'c') | (b'0', b'0')
+            )
+    });
     let suspicious = !path.starts_with("/v1/")
         || path.contains("//")
         || path.contains('\\')
-        || ["%2e", "%2f", "%5c", "%00"]
-            .iter()
-            .any(|enc| lowered.contains(enc))
+        || encoded_separator
         || path
             .split('/')
             .any(|segment| segment == "." || segment == "..");
@@ -157,12 +162,19 @@ mod tests {
             "/v1/models%2f..%2fmanage",
             "/v1/models\\..\\manage",
             "/v1/models%00",
+            "/v1/models%2F..",
+            "/v1/models%5Cx",
+            "/v1/models%5c",
             "/v2/models",
         ] {
             assert!(check_path(bad).is_err(), "{bad} should be rejected");
         }
         assert!(check_path("/v1/chat/completions").is_ok());
         assert!(check_path("/v1/models/gpt-4o.1").is_ok());
+        assert!(
+            check_path("/v1/models/a%20b%2").is_ok(),
+            "other escapes pass"
+        );
     }
 
     #[test]
