@@ -1000,30 +1000,9 @@ fn utc_now() -> String {
     format_rfc3339(seconds)
 }
 
-/// Formats Unix `seconds` as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+/// Formats Unix `seconds` as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_rfc3339(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let second_of_day = seconds % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        second_of_day / 3_600,
-        second_of_day % 3_600 / 60,
-        second_of_day % 60
-    )
+    llm_proxy::clock::Rfc3339::at(seconds, 0, llm_proxy::clock::Precision::Seconds).to_string()
 }
 
 #[cfg(test)]

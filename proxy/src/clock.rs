@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Digits of the fraction of a second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
+    Seconds,
     Micros,
     Nanos,
 }
@@ -49,6 +50,7 @@ impl Rfc3339 {
         write_digits(&mut bytes[17..19], second_of_day % 60);
         bytes[19] = b'.';
         let len = match precision {
+            Precision::Seconds => 19,
             Precision::Micros => {
                 write_digits(&mut bytes[20..26], u64::from(nanos / 1_000));
                 26
@@ -135,6 +137,10 @@ mod tests {
             assert_eq!(
                 Rfc3339::at(seconds, nanos, Precision::Micros).as_str(),
                 reference.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
+            assert_eq!(
+                Rfc3339::at(seconds, nanos, Precision::Seconds).as_str(),
+                reference.to_rfc3339_opts(SecondsFormat::Secs, true)
             );
         }
     }
