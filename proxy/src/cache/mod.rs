@@ -27,12 +27,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use http_body::Frame;
 use tokio::sync::Semaphore;
 
+use crate::clock::{Precision, Rfc3339};
 use crate::config::{HttpCacheBackend, HttpCacheConfig};
 use crate::metrics::Metrics;
 use crate::redis_link::{ConnectionManager, FeatureHealth};
@@ -313,7 +314,7 @@ impl HttpCache {
             headers.insert(header::DATE, date);
         }
         headers.insert(header::AGE, HeaderValue::from(entry.age_seconds()));
-        if let Ok(at) = HeaderValue::try_from(now.to_rfc3339_opts(SecondsFormat::Nanos, true)) {
+        if let Ok(at) = HeaderValue::from_str(Rfc3339::now(Precision::Nanos).as_str()) {
             headers.insert(HeaderName::from_static("x-proxy-first-response-at"), at);
         }
         self.stamp(&mut headers, plan, &status_text, Some(label));

@@ -239,13 +239,14 @@ async fn forward(
 
     let (mut parts, incoming) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let timing = [
-        ("x-upstream-request-start", HeaderValue::from(start_nanos)),
-        ("x-upstream-request-stop", HeaderValue::from(stop_nanos)),
-    ];
-    for (name, value) in timing {
-        parts.headers.insert(HeaderName::from_static(name), value);
-    }
+    parts.headers.insert(
+        HeaderName::from_static("x-upstream-request-start"),
+        HeaderValue::from(start_nanos),
+    );
+    parts.headers.insert(
+        HeaderName::from_static("x-upstream-request-stop"),
+        HeaderValue::from(stop_nanos),
+    );
     if let Ok(at) = HeaderValue::from_str(Rfc3339::now(Precision::Nanos).as_str()) {
         parts
             .headers
@@ -308,10 +309,7 @@ fn finish(
     facts: Option<RequestFacts>,
 ) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        HeaderName::from_static("x-request-id"),
-        ctx.id_header.clone(),
-    );
+    headers.insert(HeaderName::from_static("x-request-id"), ctx.id_header);
     headers.insert(
         HeaderName::from_static("x-proxy"),
         HeaderValue::from_static(PROXY_NAME),
