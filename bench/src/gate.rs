@@ -28,16 +28,26 @@ pub enum Scenario {
     /// Valid token, the same completion with the client's cache opt-in, answered from the
     /// in-memory cache (warmed once before the counted requests).
     CacheHit,
+    /// The bare pass-through ([`crate::passthrough`]) forwarding the valid scenario's request: the
+    /// reference the proxy scenarios are read against (their cost minus this one is the proxy's
+    /// own work; client, mock and loopback are in both).
+    PassThrough,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 3] = [Scenario::Valid, Scenario::Rejected, Scenario::CacheHit];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Valid,
+        Scenario::Rejected,
+        Scenario::CacheHit,
+        Scenario::PassThrough,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Valid => "valid",
             Scenario::Rejected => "rejected",
             Scenario::CacheHit => "cache-hit",
+            Scenario::PassThrough => "pass-through",
         }
     }
 }
@@ -96,6 +106,21 @@ impl Verdict {
             ),
         }
     }
+}
+
+/// Each proxy scenario's instructions per request minus the pass-through's, as `(scenario,
+/// difference)`: the proxy's own work for the valid scenario; negative for a rejection, which
+/// never reaches the upstream. Empty without a pass-through measurement.
+pub fn versus_pass_through(measured: &BTreeMap<String, u64>) -> Vec<(String, i64)> {
+    let Some(&reference) = measured.get(Scenario::PassThrough.name()) else {
+        return Vec::new();
+    };
+    let signed = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
+    measured
+        .iter()
+        .filter(|(scenario, _)| scenario.as_str() != Scenario::PassThrough.name())
+        .map(|(scenario, &cost)| (scenario.clone(), signed(cost) - signed(reference)))
+        .collect()
 }
 
 /// Compares measurements with the baseline; a scenario without baseline fails.
@@ -192,6 +217,21 @@ mod tests {
                 scenario.name()
             );
         }
+    }
+
+    #[test]
+    fn proxy_scenarios_are_read_against_the_pass_through() {
+        let measured = BTreeMap::from([
+            ("valid".to_owned(), 1_500),
+            ("rejected".to_owned(), 900),
+            ("pass-through".to_owned(), 1_000),
+        ]);
+        assert_eq!(
+            versus_pass_through(&measured),
+            vec![("rejected".to_owned(), -100), ("valid".to_owned(), 500)]
+        );
+        let without_reference = BTreeMap::from([("valid".to_owned(), 1_500)]);
+        assert!(versus_pass_through(&without_reference).is_empty());
     }
 
     #[test]

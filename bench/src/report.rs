@@ -237,8 +237,8 @@ pub fn markdown(results: &BenchResults) -> String {
     let _ = writeln!(
         out,
         "Three targets behind the same mock upstream (`bench-mock`: instant 1.4 KB completion with `usage`, \
-         or SSE): **direct** (driver → mock), **pass-through** (`bare-proxy`: one pooled hyper client, no logic; \
-         the physical limit) and **proxy** (`llm-proxy` in its default configuration: SQLite in a temporary \
+         or SSE): **direct** (driver → mock), **pass-through** (`bare-proxy`: one pooled hyper client, no logic, \
+         the proxy's runtime and allocator (mimalloc); the physical limit) and **proxy** (`llm-proxy` in its default configuration: SQLite in a temporary \
          directory, in-memory event bus, a token with a large `max_requests` created through `/manage`; a token with a quota is admitted from \
          quota reservations: one atomic SQLite write per chunk of up to 1,024 requests). \
          *Added* latency is target − direct; the *overhead ratio* is proxy added / pass-through added.\n"
@@ -250,7 +250,8 @@ pub fn markdown(results: &BenchResults) -> String {
          `bench/results/latest.json` and regenerates this page. Absolute numbers depend on the machine and \
          on its load (see the load average above); the ratios are what compares across machines. The \
          deterministic regression check is `make bench-gate` (callgrind instructions per request against \
-         `bench/baseline.json`).\n"
+         `bench/baseline.json`, with the pass-through's count as the reference: the proxy's own work \
+         is its count minus the pass-through's).\n"
     );
 
     let latency = &results.latency;

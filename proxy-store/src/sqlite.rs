@@ -55,6 +55,10 @@ pub(crate) async fn open_pool(path: &Path, config: &StoreConfig) -> Result<Sqlit
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
     SqlitePoolOptions::new()
+        // A ping before each use would cost one more round trip to the connection's worker thread
+        // on every statement (quota reservations are on the request path), and a local file has no
+        // peer that could have gone away.
+        .test_before_acquire(false)
         .acquire_timeout(crate::config::ACQUIRE_TIMEOUT)
         .max_connections(config.pool_size.max(1))
         .min_connections(config.max_idle.min(config.pool_size))

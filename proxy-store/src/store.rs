@@ -30,6 +30,7 @@ pub trait Store: Send + Sync + 'static {
     /// Reserves `count` requests of a limited token's quota in one atomic statement: increments
     /// `request_count` by `count` and sets `last_used_at` iff every condition of [`Store::admit`]
     /// holds and `request_count + count <= max_requests` (so reservations never over-admit).
+    /// A `count` of 0 re-checks those conditions without reserving anything (a lease renewal).
     /// `None` when the whole chunk does not fit or the token is not admissible: callers fall back to
     /// [`Store::admit`], which classifies. Unused reservations are returned as negative
     /// [`UsageDelta::requests`] through [`Store::record_usage`].

@@ -668,6 +668,10 @@ mod cases {
         }
         assert_eq!(granted, 3);
         assert_eq!(count(store.clone()).await, 9);
+        // A reservation of 0 (a lease renewal) re-checks the token and counts nothing.
+        let renewed = store.reserve(&t.token_hash, now, 0).await.unwrap().unwrap();
+        assert_eq!(renewed.request_count, 9);
+        assert_eq!(count(store.clone()).await, 9);
 
         // Nothing is reserved for unlimited, revoked, expired tokens or inactive projects.
         let (_, unlimited) = token(&*store, &p.id, None, None).await;
@@ -685,6 +689,10 @@ mod cases {
         store.revoke_token(revoked.id).await.unwrap();
         assert_eq!(
             store.reserve(&revoked.token_hash, now, 2).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.reserve(&revoked.token_hash, now, 0).await.unwrap(),
             None
         );
         store

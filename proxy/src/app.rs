@@ -1,9 +1,10 @@
 //! Builds the HTTP application: state, caches, background tasks and the router.
 //!
-//! Routes: `/v1/*` (the proxy), `/manage/*` (the management API, [`crate::manage`]), `/health`,
-//! `/live`, `/ready`, `METRICS_PATH` and `METRICS_PATH/prometheus` (when metrics are enabled);
-//! anything else is a 404 JSON error. Paths are matched as received, without normalisation, so
-//! `/v1/../manage` is a `/v1` path (and refused there), never a management route.
+//! Routes: `/v1/*` (the proxy, dispatched before the route table: [`DataPathFirst`]), `/manage/*`
+//! (the management API, [`crate::manage`]), `/health`, `/live`, `/ready`, `METRICS_PATH` and
+//! `METRICS_PATH/prometheus` (when metrics are enabled); anything else is a 404 JSON error. Paths
+//! are matched as received, without normalisation, so `/v1/../manage` is a `/v1` path (and refused
+//! there), never a management route.
 //!
 //! Order of a `/v1` request (design.md §2; each step is in [`crate::forward`] unless named):
 //! 1. request id (fresh UUID, sent upstream and returned);
@@ -21,15 +22,21 @@
 //!    instrumentation event ([`crate::events`]) are recorded; usage of unlimited tokens is written
 //!    by a background batcher, never awaited.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::get;
+use futures::future::BoxFuture;
 use llm_proxy_env as env;
 use llm_proxy_events::EventPublisher;
 use llm_proxy_store::{Store, TokenHash};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tower::{Service, ServiceExt};
 
 use crate::audit::Audit;
 use crate::breaker::CircuitBreaker;
@@ -171,8 +178,6 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         invalidator: caches.clone(),
     });
     let mut router = Router::new()
-        .route("/v1/{*path}", any(forward::handle))
-        .with_state(state.clone())
         .route(env::HEALTH_PATH, get(health::health))
         .route(env::LIVE_PATH, get(health::live))
         .merge(
@@ -196,11 +201,49 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
                 .with_state(state.clone()),
         );
     }
-    let router = router.fallback(|| async { ProxyError::RouteNotFound });
+    let routes = router.fallback(|| async { ProxyError::RouteNotFound });
+    let router = Router::new().fallback_service(DataPathFirst {
+        proxy: state.clone(),
+        routes,
+    });
     App {
         router,
         caches,
         metrics,
         usage_flusher,
+    }
+}
+
+/// Sends `/v1/<something>` straight to the proxy handler and every other path through the routes.
+/// The data path skips the route table, whose wildcard capture (an allocated, percent-decoded copy
+/// of the path per request) it never reads. `/v1/` alone is not a `/v1` route (404 like any
+/// unknown path), as with a `/v1/{*path}` route.
+#[derive(Clone)]
+struct DataPathFirst {
+    proxy: Arc<ProxyState>,
+    routes: Router,
+}
+
+impl Service<Request> for DataPathFirst {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let is_proxied = request
+            .uri()
+            .path()
+            .strip_prefix("/v1/")
+            .is_some_and(|rest| !rest.is_empty());
+        if is_proxied {
+            let proxy = self.proxy.clone();
+            Box::pin(async move { Ok(forward::handle(State(proxy), request).await) })
+        } else {
+            Box::pin(self.routes.clone().oneshot(request))
+        }
     }
 }

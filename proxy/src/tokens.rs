@@ -10,7 +10,10 @@
 //! back to 1 ([`Store::admit`], which also classifies refusals) when a chunk no
 //! longer fits. Once half of a chunk is used, the next one is reserved ahead in a background task, so
 //! a busy token's requests do not wait for the database. A lease serves for at most [`LEASE_TTL`]
-//! after its last reservation; its unused part is then returned
+//! after its last reservation; once half of that has passed, a request it serves renews it in the
+//! background (a reservation of 0 requests: the token is re-checked and the TTL restarts), so a
+//! token in steady use, even a slow one (two requests a second), never waits for the database
+//! either. When a lease expires, its unused part is returned
 //! (`request_count -= unused`, batched with usage), so `k` concurrent requests on a token with
 //! `max_requests = k` still admit exactly `k`, and a crash can only under-admit. Consequences:
 //! - a revocation, expiry or quota change made through `/manage` of *this* process applies at once
@@ -20,7 +23,8 @@
 //!   chunks per replica and token, so at most a quarter of the quota left), until they are
 //!   returned (about 2 s after the token cools down); and another replica may refuse a request
 //!   with 429 while such a reservation is outstanding near the end of the quota;
-//! - `last_used_at` is set when a chunk is reserved, not by each request served from it.
+//! - `last_used_at` is set when a chunk is reserved or a lease renewed, not by each request served
+//!   from it.
 //!
 //! Unlimited tokens are checked from the cache (active flag, expiry) and their usage goes through
 //! a bounded channel to a background batcher; when the channel is full the update is dropped and
@@ -381,8 +385,10 @@ struct LeaseState {
     chunk: i64,
     /// Removed from [`QuotaLeases`]: whatever is installed now must be returned at once.
     retired: bool,
-    /// A reservation ahead is in flight.
+    /// A reservation ahead (or a renewal) is in flight.
     prefetching: bool,
+    /// A renewal found the token no longer admissible: the lease serves out its TTL unrenewed.
+    renewal_refused: bool,
 }
 
 /// A request served from a lease, and the size of the chunk to reserve ahead, if it is time to.
@@ -447,10 +453,14 @@ impl LeaseSlot {
     }
 
     /// Serves one request from the lease if it still can; a token that expired meanwhile is refused.
-    /// Once half of a chunk is used, asks for the next one to be reserved ahead (once at a time).
+    /// Once half of a chunk is used, asks for the next one to be reserved ahead; once half of the
+    /// lease's TTL has passed, for a renewal (a reservation of 0). One at a time.
     fn take(&self, now: Instant, wall_now: DateTime<Utc>) -> Result<Option<Served>, ProxyError> {
         let mut state = self.lock();
-        if state.retired || state.remaining <= 0 || state.expires.is_none_or(|e| e <= now) {
+        let Some(expires) = state.expires.filter(|e| *e > now) else {
+            return Ok(None);
+        };
+        if state.retired || state.remaining <= 0 {
             return Ok(None);
         }
         let Some(record) = state.record.as_ref() else {
@@ -462,22 +472,33 @@ impl LeaseSlot {
         let record = record.clone();
         state.remaining -= 1;
         let cap = chunk_cap(Some(&record));
-        let prefetch =
-            (state.chunk >= 2 && !state.prefetching && state.remaining <= state.chunk / 2)
-                .then(|| (state.chunk * 2).min(cap))
-                .filter(|chunk| *chunk >= 2);
+        let grow = (state.chunk >= 2 && state.remaining <= state.chunk / 2)
+            .then(|| (state.chunk * 2).min(cap))
+            .filter(|chunk| *chunk >= 2);
+        let renew =
+            (!state.renewal_refused && expires.duration_since(now) <= LEASE_TTL / 2).then_some(0);
+        let prefetch = if state.prefetching {
+            None
+        } else {
+            grow.or(renew)
+        };
         state.prefetching |= prefetch.is_some();
         Ok(Some(Served { record, prefetch }))
     }
 
-    /// Adds a chunk reserved ahead to the lease (which then serves for [`LEASE_TTL`] from now), or,
-    /// when none could be had, stops reserving ahead until the next blocking refill. Returns what must
-    /// be handed back at once because the lease was retired meanwhile.
+    /// Adds a chunk reserved ahead to the lease (which then serves for [`LEASE_TTL`] from now; a
+    /// `chunk` of 0 is a renewal), or, when none could be had, stops reserving ahead (or renewing)
+    /// until the next blocking refill. Returns what must be handed back at once because the lease
+    /// was retired meanwhile.
     fn extend(&self, reserved: Option<TokenRecord>, chunk: i64) -> i64 {
         let mut state = self.lock();
         state.prefetching = false;
         let Some(record) = reserved else {
-            state.chunk = 1;
+            if chunk == 0 {
+                state.renewal_refused = true;
+            } else {
+                state.chunk = 1;
+            }
             return 0;
         };
         if state.retired {
@@ -485,7 +506,9 @@ impl LeaseSlot {
         }
         state.record = Some(Arc::new(record));
         state.remaining += chunk;
-        state.chunk = chunk;
+        if chunk > 0 {
+            state.chunk = chunk;
+        }
         state.expires = Some(Instant::now() + LEASE_TTL);
         0
     }
@@ -513,6 +536,7 @@ impl LeaseSlot {
         state.remaining = remaining;
         state.chunk = chunk;
         state.expires = Some(Instant::now() + LEASE_TTL);
+        state.renewal_refused = false;
         0
     }
 
@@ -629,5 +653,76 @@ fn merge(pending: &mut HashMap<TokenHash, UsageDelta>, delta: UsageDelta) {
         None => {
             pending.insert(delta.hash.clone(), delta);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> TokenRecord {
+        TokenRecord {
+            id: uuid::Uuid::nil(),
+            token_hash: llm_proxy_store::hash_token("sk-test"),
+            project_id: "p".into(),
+            expires_at: None,
+            is_active: true,
+            deactivated_at: None,
+            request_count: 0,
+            max_requests: Some(1_000_000),
+            created_at: Utc::now(),
+            last_used_at: None,
+            cache_hit_count: 0,
+        }
+    }
+
+    fn prefetch_at(slot: &LeaseSlot, now: Instant) -> Option<i64> {
+        slot.take(now, Utc::now())
+            .expect("an admissible token")
+            .expect("the lease serves")
+            .prefetch
+    }
+
+    #[test]
+    fn a_lease_past_half_its_ttl_asks_for_one_renewal_at_a_time() {
+        let slot = LeaseSlot::default();
+        let start = Instant::now();
+        assert_eq!(slot.install(&Arc::new(record()), 100, 100), 0);
+        assert_eq!(prefetch_at(&slot, start), None, "fresh and well stocked");
+        let late = start + LEASE_TTL * 3 / 4;
+        assert_eq!(prefetch_at(&slot, late), Some(0), "a renewal, not a chunk");
+        assert_eq!(prefetch_at(&slot, late), None, "one in flight at a time");
+
+        assert_eq!(slot.extend(Some(record()), 0), 0);
+        let state = slot.lock();
+        assert_eq!(
+            (state.remaining, state.chunk),
+            (97, 100),
+            "three served, nothing reserved"
+        );
+        assert!(state.expires.is_some_and(|e| e >= start + LEASE_TTL));
+    }
+
+    #[test]
+    fn a_refused_renewal_is_not_retried_and_the_lease_ends_on_time() {
+        let slot = LeaseSlot::default();
+        let start = Instant::now();
+        slot.install(&Arc::new(record()), 100, 100);
+        let late = start + LEASE_TTL * 3 / 4;
+        assert_eq!(prefetch_at(&slot, late), Some(0));
+        assert_eq!(slot.extend(None, 0), 0);
+        assert_eq!(prefetch_at(&slot, late), None, "no second attempt");
+        assert_eq!(slot.lock().chunk, 100, "chunk sizing is untouched");
+        assert!(
+            slot.take(start + LEASE_TTL * 2, Utc::now())
+                .expect("admissible")
+                .is_none(),
+            "the lease still ends at its TTL"
+        );
+        slot.install(&Arc::new(record()), 10, 10);
+        assert!(
+            !slot.lock().renewal_refused,
+            "a fresh reservation may be renewed"
+        );
     }
 }

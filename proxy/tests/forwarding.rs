@@ -576,7 +576,7 @@ async fn bad_input_gets_clean_client_errors() {
             .await;
         reply.assert_error(400, "invalid_path");
     }
-    for unknown in ["/", "/v2/models", "/v1", "/admin", "/manage-x"] {
+    for unknown in ["/", "/v2/models", "/v1", "/v1/", "/admin", "/manage-x"] {
         let reply = h
             .send(
                 common::request(Method::GET, &h.url(unknown))

@@ -1,11 +1,15 @@
 //! `bare-proxy`: the physical-limit reference. Same runtime as `llm-proxy` (multi-threaded, sized by
-//! `TOKIO_WORKER_THREADS`), `TCP_NODELAY` on both sides, one pooled client, no logic.
+//! `TOKIO_WORKER_THREADS`) and the same allocator (mimalloc), `TCP_NODELAY` on both sides, one
+//! pooled client, no logic.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use http::uri::Authority;
 use llm_proxy_bench::passthrough;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(about = "Forwards every request to the upstream and streams the answer back")]

@@ -198,6 +198,9 @@ fn gate(baseline_path: &Path, update: bool) -> Result<(), BenchError> {
     for verdict in &verdicts {
         println!("{}", verdict.describe());
     }
+    for (scenario, difference) in gate::versus_pass_through(&measured) {
+        println!("{scenario}: {difference:+} instructions/request against the pass-through");
+    }
     if verdicts.iter().all(|verdict| verdict.passed) {
         Ok(())
     } else {

@@ -2,7 +2,7 @@
 //! `llm-proxy` router (default configuration, SQLite in a temporary directory, in-memory event
 //! bus) served on loopback, the bench mock upstream on loopback, and the driver sending
 //! `--requests` sequential requests of one scenario (`cache-hit`: after one warming request that
-//! stores the answer). Exits non-zero if any answer is unexpected.
+//! stores the answer; `pass-through`: the bare pass-through instead of the proxy). Exits non-zero if any answer is unexpected.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,9 +19,13 @@ use llm_proxy_bench::error::BenchError;
 use llm_proxy_bench::gate::Scenario;
 use llm_proxy_bench::loadgen::{self, RequestSpec, Stop};
 use llm_proxy_bench::mock::{self, MockSettings};
-use llm_proxy_bench::{net, runner};
+use llm_proxy_bench::{net, passthrough, runner};
 use llm_proxy_env as env;
 use llm_proxy_events::EventPublisher;
+
+/// The allocator `llm-proxy` ships with, so the count is the shipped binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const MANAGEMENT_TOKEN: &str = "bench-gate-management-token-0123456789";
 const CHAT_BODY: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the benchmark."}]}"#;
@@ -84,6 +88,73 @@ async fn drive_in(
         },
     ));
 
+    let client = net::pooled_client();
+    let (proxy_addr, authorization) = match scenario {
+        Scenario::PassThrough => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(BenchError::io("binding the pass-through"))?;
+            let addr = listener
+                .local_addr()
+                .map_err(BenchError::io("pass-through address"))?;
+            let upstream = mock_addr
+                .to_string()
+                .parse()
+                .map_err(|_| BenchError::Gate("mock authority".into()))?;
+            tokio::spawn(passthrough::serve(listener, upstream));
+            // The pass-through forwards the header like any other; the mock ignores it.
+            let authorization = HeaderValue::from_static("Bearer pass-through");
+            (addr, authorization)
+        }
+        Scenario::Valid | Scenario::CacheHit | Scenario::Rejected => {
+            let addr = serve_proxy(mock_addr, scratch).await?;
+            let authorization = match scenario {
+                Scenario::Rejected => {
+                    let (unknown, _) = llm_proxy_store::token::generate_token();
+                    HeaderValue::from_str(&format!("Bearer {unknown}")).map_err(|_| {
+                        BenchError::Gate("generated token is not a header value".into())
+                    })?
+                }
+                _ => runner::create_token(&client, addr, MANAGEMENT_TOKEN).await?,
+            };
+            (addr, authorization)
+        }
+    };
+    let uri: Uri = format!("http://{proxy_addr}/v1/chat/completions")
+        .parse()
+        .map_err(|_| BenchError::Gate("proxy URI".into()))?;
+    let spec = RequestSpec {
+        uri,
+        body: Bytes::from_static(CHAT_BODY),
+        authorization: Some(authorization),
+        expected_status: match scenario {
+            Scenario::Valid | Scenario::CacheHit | Scenario::PassThrough => StatusCode::OK,
+            Scenario::Rejected => StatusCode::UNAUTHORIZED,
+        },
+        ..RequestSpec::default()
+    };
+    let spec = if scenario == Scenario::CacheHit {
+        let spec = runner::cache_hits_of(spec);
+        runner::warm_cache(&client, &spec).await?;
+        spec
+    } else {
+        spec
+    };
+    let result = loadgen::closed_loop(&client, &spec, 1, Stop::Requests(requests)).await;
+    if result.expected != requests {
+        return Err(BenchError::Gate(format!(
+            "{} of {requests} answers were as expected ({} other statuses, {} errors)",
+            result.expected, result.unexpected_status, result.transport_errors
+        )));
+    }
+    Ok(())
+}
+
+/// Serves the real `llm-proxy` router (default configuration) in this thread's runtime.
+async fn serve_proxy(
+    mock_addr: SocketAddr,
+    scratch: &std::path::Path,
+) -> Result<SocketAddr, BenchError> {
     let vars: Vec<(&str, String)> = vec![
         (env::MANAGEMENT_TOKEN, MANAGEMENT_TOKEN.to_owned()),
         (env::OPENAI_API_URL, format!("http://{mock_addr}")),
@@ -130,43 +201,5 @@ async fn drive_in(
     });
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let client = net::pooled_client();
-    let authorization = match scenario {
-        Scenario::Valid | Scenario::CacheHit => {
-            runner::create_token(&client, proxy_addr, MANAGEMENT_TOKEN).await?
-        }
-        Scenario::Rejected => {
-            let (unknown, _) = llm_proxy_store::token::generate_token();
-            HeaderValue::from_str(&format!("Bearer {unknown}"))
-                .map_err(|_| BenchError::Gate("generated token is not a header value".into()))?
-        }
-    };
-    let uri: Uri = format!("http://{proxy_addr}/v1/chat/completions")
-        .parse()
-        .map_err(|_| BenchError::Gate("proxy URI".into()))?;
-    let spec = RequestSpec {
-        uri,
-        body: Bytes::from_static(CHAT_BODY),
-        authorization: Some(authorization),
-        expected_status: match scenario {
-            Scenario::Valid | Scenario::CacheHit => StatusCode::OK,
-            Scenario::Rejected => StatusCode::UNAUTHORIZED,
-        },
-        ..RequestSpec::default()
-    };
-    let spec = if scenario == Scenario::CacheHit {
-        let spec = runner::cache_hits_of(spec);
-        runner::warm_cache(&client, &spec).await?;
-        spec
-    } else {
-        spec
-    };
-    let result = loadgen::closed_loop(&client, &spec, 1, Stop::Requests(requests)).await;
-    if result.expected != requests {
-        return Err(BenchError::Gate(format!(
-            "{} of {requests} answers were as expected ({} other statuses, {} errors)",
-            result.expected, result.unexpected_status, result.transport_errors
-        )));
-    }
-    Ok(())
+    Ok(proxy_addr)
 }

@@ -58,6 +58,18 @@ enum Outcome {
     ClientGone,
 }
 
+impl Outcome {
+    /// The request log's `outcome` value.
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "Complete",
+            Outcome::UpstreamFailed => "UpstreamFailed",
+            Outcome::UpstreamIdle => "UpstreamIdle",
+            Outcome::ClientGone => "ClientGone",
+        }
+    }
+}
+
 impl Exchange {
     fn end(self, outcome: Outcome) {
         let duration = self.started.elapsed();
@@ -70,15 +82,17 @@ impl Exchange {
             self.status.as_u16(),
             duration,
         );
+        // Plain `&str` fields: the log formatter writes them without going through `fmt`.
+        let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         tracing::info!(
-            request_id = %self.request_id,
-            method = %self.method,
-            path = %self.path,
+            request_id = self.request_id.hyphenated().encode_lower(&mut id_text) as &str,
+            method = self.method.as_str(),
+            path = self.path.as_str(),
             status = self.status.as_u16(),
             duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             bytes = self.bytes,
             code = self.error_code.unwrap_or(""),
-            outcome = ?outcome,
+            outcome = outcome.as_str(),
             "request"
         );
     }
@@ -95,22 +109,42 @@ pub(super) struct TrackedBody {
     pub(super) idle: IdleTimer,
 }
 
+/// The idle limit of a response body, armed only while the body is waiting: a body whose frames are
+/// ready whenever polled (a buffered completion) never touches the timer wheel, and a stream reads
+/// the clock once per wait rather than once per frame.
 pub(super) struct IdleTimer {
     limit: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame arrived since the deadline was set: the next wait starts a new idle period.
+    stale: bool,
 }
 
 impl IdleTimer {
     pub(super) fn new(limit: Duration) -> Self {
         Self {
             limit,
-            sleep: Box::pin(tokio::time::sleep(limit)),
+            sleep: None,
+            stale: true,
         }
     }
 
-    fn restart(&mut self) {
-        let deadline = tokio::time::Instant::now() + self.limit;
-        self.sleep.as_mut().reset(deadline);
+    fn frame_arrived(&mut self) {
+        self.stale = true;
+    }
+
+    /// Called when the body is pending: whether the idle limit has passed since the last frame.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.stale {
+            self.stale = false;
+            let deadline = tokio::time::Instant::now() + self.limit;
+            match self.sleep.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.sleep
+            .as_mut()
+            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -124,7 +158,7 @@ impl http_body::Body for TrackedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if polled.is_pending() {
-            if self.exchange.is_some() && self.idle.sleep.as_mut().poll(cx).is_ready() {
+            if self.exchange.is_some() && self.idle.expired(cx) {
                 if let Some(exchange) = self.exchange.take() {
                     exchange.end(Outcome::UpstreamIdle);
                 }
@@ -136,7 +170,7 @@ impl http_body::Body for TrackedBody {
             }
             return Poll::Pending;
         }
-        self.idle.restart();
+        self.idle.frame_arrived();
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(data), Some(exchange)) = (frame.data_ref(), self.exchange.as_mut()) {
@@ -180,5 +214,32 @@ impl Drop for TrackedBody {
             };
             exchange.end(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Context;
+
+    use futures::task::noop_waker_ref;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_limit_counts_from_the_last_frame_and_only_while_waiting() {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut idle = IdleTimer::new(Duration::from_millis(100));
+        assert!(idle.sleep.is_none(), "no timer before the body waits");
+        assert!(!idle.expired(&mut cx));
+        tokio::time::advance(Duration::from_millis(60)).await;
+        idle.frame_arrived();
+        assert!(!idle.expired(&mut cx), "a frame starts a new idle period");
+        tokio::time::advance(Duration::from_millis(60)).await;
+        assert!(
+            !idle.expired(&mut cx),
+            "120 ms since the start, 60 since the frame"
+        );
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert!(idle.expired(&mut cx), "110 ms without a frame");
     }
 }

@@ -214,7 +214,7 @@ async fn forward(
         .await?;
 
     let uri = upstream_uri(&provider.base_url, &parts.uri)?;
-    let start_nanos = unix_nanos();
+    let start_nanos = as_nanos(since_epoch());
     let mut headers = parts.headers;
     prepare_upstream_headers(&mut headers, &parts.uri, &ctx.id_header, start_nanos);
     headers.insert(header::AUTHORIZATION, authorization);
@@ -235,7 +235,8 @@ async fn forward(
         Ok(Ok(response)) => response,
     };
     state.metrics.record_upstream_latency(sent.elapsed());
-    let stop_nanos = unix_nanos();
+    // One clock reading for both: the answer's headers arrived, and the proxy's answer starts.
+    let stopped = since_epoch();
 
     let (mut parts, incoming) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -245,9 +246,11 @@ async fn forward(
     );
     parts.headers.insert(
         HeaderName::from_static("x-upstream-request-stop"),
-        HeaderValue::from(stop_nanos),
+        HeaderValue::from(as_nanos(stopped)),
     );
-    if let Ok(at) = HeaderValue::from_str(Rfc3339::now(Precision::Nanos).as_str()) {
+    let first_response_at =
+        Rfc3339::at(stopped.as_secs(), stopped.subsec_nanos(), Precision::Nanos);
+    if let Ok(at) = HeaderValue::from_str(first_response_at.as_str()) {
         parts
             .headers
             .insert(HeaderName::from_static("x-proxy-first-response-at"), at);
@@ -392,7 +395,6 @@ fn request_id() -> Uuid {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
-/// Nanoseconds since the Unix epoch (a `u64` lasts until 2554).
 fn request_id_header(id: Uuid) -> HeaderValue {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = id.hyphenated().encode_lower(&mut text);
@@ -400,11 +402,15 @@ fn request_id_header(id: Uuid) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn unix_nanos() -> u64 {
+fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or_default()
+}
+
+/// Nanoseconds since the Unix epoch (a `u64` lasts until 2554).
+fn as_nanos(since_epoch: Duration) -> u64 {
+    u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The error and its sources, for the log (hyper's top-level message alone says little).
