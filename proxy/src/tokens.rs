@@ -6,7 +6,8 @@
 //! of `k` requests with one atomic statement ([`Store::reserve`]: `request_count += k` only while it
 //! stays within `max_requests`, so no replica ever over-admits) and serves them from memory. `k`
 //! starts at 1, doubles while the token is hot (its lease ran out before it expired) up to
-//! [`MAX_CHUNK`] and at most an eighth ([`QUOTA_SHARE`]) of the quota not yet counted, and falls
+//! [`MAX_CHUNK`] and at most an eighth ([`QUOTA_SHARE`]) of the quota not yet counted (a token whose
+//! lease expired less than [`SLOT_MEMORY`] ago starts again at half its last chunk), and falls
 //! back to 1 ([`Store::admit`], which also classifies refusals) when a chunk no
 //! longer fits. Once half of a chunk is used, the next one is reserved ahead in a background task, so
 //! a busy token's requests do not wait for the database. A lease serves for at most [`LEASE_TTL`]
@@ -64,6 +65,10 @@ pub const MAX_CHUNK: i64 = 1024;
 pub const QUOTA_SHARE: i64 = 8;
 /// Expired leases are looked for (and their unused part returned) this often.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// How long an expired lease's slot (emptied: its unused part is returned at expiry) is kept, so a
+/// token used in bursts further apart than [`LEASE_TTL`] starts its next lease at half the last
+/// chunk instead of at 1.
+const SLOT_MEMORY: Duration = Duration::from_secs(10);
 /// How long an unknown token hash is answered without a lookup.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
@@ -428,20 +433,25 @@ impl QuotaLeases {
         Some(slot.retire())
     }
 
-    /// Removes the leases that stopped serving (or all of them, at shutdown); the unused requests to
-    /// return, by token.
+    /// Empties the leases that stopped serving and removes those idle for [`SLOT_MEMORY`] (all of
+    /// them at shutdown); the unused requests to return, by token.
     fn sweep(&self, now: Instant, all: bool) -> Vec<(TokenHash, i64)> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let mut returned = Vec::new();
         slots.retain(|hash, slot| {
-            let ended = all || slot.lock().expires.is_none_or(|expires| expires <= now);
-            if ended {
-                let unused = slot.retire();
-                if unused > 0 {
-                    returned.push((hash.clone(), unused));
-                }
+            let expires = slot.lock().expires;
+            let forgotten = all || expires.is_none_or(|e| e + SLOT_MEMORY <= now);
+            let unused = if forgotten {
+                slot.retire()
+            } else if expires.is_some_and(|e| e <= now) {
+                slot.empty()
+            } else {
+                0
+            };
+            if unused > 0 {
+                returned.push((hash.clone(), unused));
             }
-            !ended
+            !forgotten
         });
         returned
     }
@@ -513,14 +523,19 @@ impl LeaseSlot {
         0
     }
 
-    /// The size of the next reservation (doubled while the token is hot, else 1, and at least the
-    /// `demand` of requests waiting for it) and the unused part of an expired lease, handed back.
+    /// The size of the next reservation (doubled while the token is hot, else half the last one,
+    /// and at least the `demand` of requests waiting for it) and the unused part of an expired
+    /// lease, handed back.
     fn next_chunk(&self, now: Instant, demand: i64) -> (i64, i64) {
         let mut state = self.lock();
         let hot = state.expires.is_some_and(|e| e > now) && state.remaining <= 0;
-        let chunk = if hot { state.chunk * 2 } else { 1 }
-            .max(demand)
-            .clamp(1, chunk_cap(state.record.as_deref()));
+        let chunk = if hot {
+            state.chunk * 2
+        } else {
+            state.chunk / 2
+        }
+        .max(demand)
+        .clamp(1, chunk_cap(state.record.as_deref()));
         let unused = std::mem::take(&mut state.remaining);
         (chunk, unused)
     }
@@ -538,6 +553,11 @@ impl LeaseSlot {
         state.expires = Some(Instant::now() + LEASE_TTL);
         state.renewal_refused = false;
         0
+    }
+
+    /// Takes back what an expired lease did not serve; the slot remembers its chunk size.
+    fn empty(&self) -> i64 {
+        std::mem::take(&mut self.lock().remaining)
     }
 
     /// Stops the lease; the unused requests to return.
@@ -701,6 +721,37 @@ mod tests {
             "three served, nothing reserved"
         );
         assert!(state.expires.is_some_and(|e| e >= start + LEASE_TTL));
+    }
+
+    #[test]
+    fn an_expired_lease_is_emptied_at_once_and_its_chunk_remembered_for_a_while() {
+        let leases = QuotaLeases::new(8);
+        let hash = llm_proxy_store::hash_token("sk-test");
+        let slot = leases.slot(&hash).expect("room for a slot");
+        let start = Instant::now();
+        slot.install(&Arc::new(record()), 60, 64);
+        assert!(
+            leases.sweep(start, false).is_empty(),
+            "a live lease is left alone"
+        );
+
+        let expired = start + LEASE_TTL * 2;
+        assert_eq!(leases.sweep(expired, false), vec![(hash.clone(), 60)]);
+        assert!(leases.sweep(expired, false).is_empty(), "returned once");
+        let kept = leases.slot(&hash).expect("still there");
+        assert!(Arc::ptr_eq(&kept, &slot), "the same slot, kept");
+        assert_eq!(slot.next_chunk(expired, 1), (32, 0), "half the last chunk");
+        assert_eq!(slot.next_chunk(expired, 40), (40, 0), "or the demand");
+
+        let forgotten = start + LEASE_TTL * 2 + SLOT_MEMORY;
+        assert!(leases.sweep(forgotten, false).is_empty());
+        let fresh = leases.slot(&hash).expect("room for a slot");
+        assert!(!Arc::ptr_eq(&fresh, &slot), "forgotten after SLOT_MEMORY");
+        assert_eq!(
+            fresh.next_chunk(forgotten, 1),
+            (1, 0),
+            "a new slot starts at 1"
+        );
     }
 
     #[test]
