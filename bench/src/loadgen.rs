@@ -94,6 +94,12 @@ impl LoadResult {
         self.transport_errors += other.transport_errors;
     }
 
+    /// Adds a later run of the same target: counts, latencies and elapsed time add up.
+    pub fn append(&mut self, later: &LoadResult) {
+        self.merge(later);
+        self.elapsed += later.elapsed;
+    }
+
     pub fn summary(&self) -> LoadSummary {
         LoadSummary {
             rps: self.rps(),
@@ -264,6 +270,19 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<LoadResult>>, started: Insta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appended_runs_add_their_time_and_counts() {
+        let run = |expected, seconds| LoadResult {
+            expected,
+            elapsed: Duration::from_secs(seconds),
+            ..LoadResult::default()
+        };
+        let mut total = run(100, 1);
+        total.append(&run(300, 1));
+        assert_eq!(total.expected, 400);
+        assert_eq!(total.rps(), 200.0);
+    }
     use crate::mock::{self, MockSettings};
 
     async fn mock_uri(settings: MockSettings) -> Uri {

@@ -295,8 +295,10 @@ pub fn markdown(results: &BenchResults) -> String {
 
     let _ = writeln!(
         out,
-        "## Throughput (closed loop, {:.0} s per target and concurrency, instant mock)\n",
-        settings.throughput_seconds
+        "## Throughput (closed loop, {:.0} s per target and concurrency in {} interleaved rounds, \
+         instant mock; proxy / pass-through is the median of the rounds' ratios)\n",
+        settings.throughput_seconds,
+        crate::runner::THROUGHPUT_ROUNDS
     );
     let _ = writeln!(
         out,
