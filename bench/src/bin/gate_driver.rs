@@ -73,12 +73,7 @@ async fn drive_in(
     requests: u64,
     scratch: &std::path::Path,
 ) -> Result<(), BenchError> {
-    let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(BenchError::io("binding the mock"))?;
-    let mock_addr = mock_listener
-        .local_addr()
-        .map_err(BenchError::io("mock address"))?;
+    let (mock_listener, mock_addr) = bind_loopback("the mock").await?;
     tokio::spawn(mock::serve(
         mock_listener,
         MockSettings {
@@ -91,12 +86,7 @@ async fn drive_in(
     let client = net::pooled_client();
     let (proxy_addr, authorization) = match scenario {
         Scenario::PassThrough => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(BenchError::io("binding the pass-through"))?;
-            let addr = listener
-                .local_addr()
-                .map_err(BenchError::io("pass-through address"))?;
+            let (listener, addr) = bind_loopback("the pass-through").await?;
             let upstream = mock_addr
                 .to_string()
                 .parse()
@@ -190,16 +180,22 @@ async fn serve_proxy(
     // As in the server: only the router keeps the data path's state alive.
     drop(caches);
 
-    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(BenchError::io("binding the proxy"))?;
-    let proxy_addr: SocketAddr = proxy_listener
-        .local_addr()
-        .map_err(BenchError::io("proxy address"))?;
+    let (proxy_listener, proxy_addr) = bind_loopback("the proxy").await?;
     let listener = proxy_listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     tokio::spawn(async move { axum::serve(listener, router).await });
 
     Ok(proxy_addr)
+}
+
+/// A listener on a free loopback port, and its address.
+async fn bind_loopback(what: &str) -> Result<(tokio::net::TcpListener, SocketAddr), BenchError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(BenchError::io(format!("binding {what}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(BenchError::io(format!("address of {what}")))?;
+    Ok((listener, addr))
 }
