@@ -324,11 +324,13 @@ pub fn markdown(results: &BenchResults) -> String {
         Some(stream) => {
             let _ = writeln!(
                 out,
-                "{} content chunks every {} ms, {} concurrent streams, {} streams per target. \
-                 TTFT = send to first body byte; gap = time between body frames.\n",
+                "{} content chunks every {} ms, {} concurrent streams, {} interleaved rounds of \
+                 {} streams per target. TTFT = send to first body byte; gap = time between body \
+                 frames.\n",
                 settings.stream_chunks,
                 settings.stream_interval_ms,
                 settings.stream_concurrency,
+                settings.stream_rounds,
                 settings.streams_per_round
             );
             let _ = writeln!(
@@ -593,6 +595,7 @@ mod tests {
                 stream_chunks: 64,
                 stream_interval_ms: 20,
                 stream_concurrency: 16,
+                stream_rounds: 4,
                 streams_per_round: 64,
                 memory_load_concurrency: 256,
             },

@@ -54,8 +54,15 @@ pub struct Settings {
     pub stream_chunks: usize,
     pub stream_interval_ms: u64,
     pub stream_concurrency: usize,
+    /// Interleaved rounds of the stream scenario (1 in results recorded before it had rounds).
+    #[serde(default = "one_round")]
+    pub stream_rounds: usize,
     pub streams_per_round: u64,
     pub memory_load_concurrency: usize,
+}
+
+fn one_round() -> usize {
+    1
 }
 
 /// S1: closed loop at c=1 against an instant mock, interleaved rounds.

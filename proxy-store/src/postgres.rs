@@ -44,4 +44,9 @@ pub(crate) async fn open_pool(url: &str, config: &StoreConfig) -> Result<PgPool,
         .map_err(StoreError::Connect)
 }
 
-crate::sql::impl_store!(PostgresStore, Postgres, like = "ILIKE");
+crate::sql::impl_store!(
+    PostgresStore,
+    Postgres,
+    like = "ILIKE",
+    single_writer = false
+);

@@ -127,9 +127,13 @@ fn escape_like(text: &str) -> String {
 /// Implements [`crate::Store`] for `$store` (a struct with `pool: sqlx::Pool<$db>` and
 /// `encryption_key: Option<EncryptionKey>`).
 macro_rules! impl_store {
-    ($store:ident, $db:ty, like = $like:literal) => {
+    ($store:ident, $db:ty, like = $like:literal, single_writer = $single_writer:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
+            fn single_writer(&self) -> bool {
+                $single_writer
+            }
+
             async fn ping(&self) -> Result<(), $crate::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

@@ -68,4 +68,4 @@ pub(crate) async fn open_pool(path: &Path, config: &StoreConfig) -> Result<Sqlit
         .map_err(StoreError::Connect)
 }
 
-crate::sql::impl_store!(SqliteStore, Sqlite, like = "LIKE");
+crate::sql::impl_store!(SqliteStore, Sqlite, like = "LIKE", single_writer = true);

@@ -15,6 +15,11 @@ use crate::token::TokenHash;
 /// as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Whether this process is the database's only writer: SQLite runs as a single instance by
+    /// design (one replica, `Recreate` rollouts), PostgreSQL is shared by replicas. A single
+    /// writer's caches and quota leases cannot miss a change made elsewhere through the API.
+    fn single_writer(&self) -> bool;
+
     /// Checks that the database is reachable (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
 

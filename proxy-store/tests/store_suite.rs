@@ -614,6 +614,8 @@ mod cases {
     pub async fn quota_reservations_never_over_admit(backend: Backend) {
         let db = TestDb::new(backend).await;
         let store = db.open().await;
+        // Quota leases on a single writer last longer (see llm-proxy's tokens module).
+        assert_eq!(store.single_writer(), matches!(backend, Backend::Sqlite));
         let p = project(&*store, "p").await;
         let (_, t) = token(&*store, &p.id, None, Some(10)).await;
         let count = |store: Arc<dyn Store>| async move {

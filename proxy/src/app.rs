@@ -81,6 +81,10 @@ impl CacheInvalidator for ProxyCaches {
     fn http_cache(&self) -> Option<HttpCache> {
         self.state.cache.clone()
     }
+
+    fn unserved_reservation(&self, hash: &TokenHash) -> i64 {
+        self.state.tokens.unserved_reservation(hash)
+    }
 }
 
 /// What the application is built on, created by the caller (the server, tests, benchmarks).

@@ -24,5 +24,6 @@ pub mod ratelimit;
 pub mod redis_link;
 pub mod secret;
 pub mod server;
+pub mod single_flight;
 pub mod tokens;
 pub mod upstream;

@@ -5,7 +5,8 @@
 //! limits (`LLM_PROXY_ACTIVE_CACHE_*`, short) and the decrypted provider key, kept as the ready
 //! `Authorization: Bearer <key>` value (sensitive) so a request copies no secret
 //! (`LLM_PROXY_API_KEY_CACHE_*`).
-//! The management API clears both for a project through [`ProjectGate::invalidate`].
+//! The management API clears both for a project through [`ProjectGate::invalidate`]. Concurrent
+//! misses of one project share one store call ([`SingleFlight`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use llm_proxy_store::{ProjectAccess, ProjectRateLimits, ProviderKey, Store};
 use moka::sync::Cache;
 
 use crate::error::ProxyError;
+use crate::single_flight::SingleFlight;
 
 /// Settings of the project caches.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +43,7 @@ pub struct ProjectGate {
     // foldhash rather than SipHash: both are looked up on every request.
     active: Cache<String, ProjectFacts, RandomState>,
     keys: Cache<String, HeaderValue, RandomState>,
+    loads: SingleFlight<String>,
 }
 
 impl ProjectGate {
@@ -56,6 +59,7 @@ impl ProjectGate {
                 .max_capacity(settings.key_max)
                 .time_to_live(settings.key_ttl)
                 .build_with_hasher(RandomState::default()),
+            loads: SingleFlight::default(),
         }
     }
 
@@ -74,6 +78,10 @@ impl ProjectGate {
             return Ok(facts);
         }
         let access = self.load(project_id).await?;
+        if let Some(Err(facts)) = access {
+            return Ok(facts);
+        }
+        let access = access.and_then(Result::ok);
         Ok(access
             .map(|a| ProjectFacts {
                 is_active: a.is_active,
@@ -95,9 +103,12 @@ impl ProjectGate {
             tracing::warn!(error = %err, project_id, "provider key lookup failed");
             ProxyError::UpstreamAuth
         })?;
-        access
-            .and_then(|a| bearer(&a.api_key))
-            .ok_or(ProxyError::UpstreamAuth)
+        match access {
+            Some(Ok(access)) => bearer(&access.api_key).ok_or(ProxyError::UpstreamAuth),
+            // Another request loaded the project meanwhile: its key, if usable, is cached.
+            Some(Err(_)) => self.keys.get(project_id).ok_or(ProxyError::UpstreamAuth),
+            None => Err(ProxyError::UpstreamAuth),
+        }
     }
 
     /// Forgets what is cached about a project.
@@ -106,7 +117,28 @@ impl ProjectGate {
         self.keys.invalidate(project_id);
     }
 
-    async fn load(&self, project_id: &str) -> Result<Option<ProjectAccess>, ProxyError> {
+    /// The project as loaded from the store (`Ok`), or, when a concurrent request loaded it
+    /// meanwhile, what that load cached (`Err`); `None` for a project that does not exist.
+    async fn load(
+        &self,
+        project_id: &str,
+    ) -> Result<Option<Result<ProjectAccess, ProjectFacts>>, ProxyError> {
+        let key = project_id.to_owned();
+        if let Some(loaded) = self
+            .loads
+            .lead_or_wait(&key, self.load_from_store(project_id))
+            .await
+        {
+            return Ok(loaded?.map(Ok));
+        }
+        if let Some(facts) = self.active.get(project_id) {
+            return Ok(Some(Err(facts)));
+        }
+        Ok(self.load_from_store(project_id).await?.map(Ok))
+    }
+
+    /// One store call; fills both caches.
+    async fn load_from_store(&self, project_id: &str) -> Result<Option<ProjectAccess>, ProxyError> {
         let access = self.store.project_access(project_id).await?;
         match &access {
             Some(a) => {

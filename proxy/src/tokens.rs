@@ -10,20 +10,25 @@
 //! lease expired less than [`SLOT_MEMORY`] ago starts again at half its last chunk), and falls
 //! back to 1 ([`Store::admit`], which also classifies refusals) when a chunk no
 //! longer fits. Once half of a chunk is used, the next one is reserved ahead in a background task, so
-//! a busy token's requests do not wait for the database. A lease serves for at most [`LEASE_TTL`]
-//! after its last reservation; once half of that has passed, a request it serves renews it in the
-//! background (a reservation of 0 requests: the token is re-checked and the TTL restarts), so a
-//! token in steady use, even a slow one (two requests a second), never waits for the database
-//! either. When a lease expires, its unused part is returned
+//! a busy token's requests do not wait for the database. A lease serves for at most its TTL after
+//! its last reservation: [`LEASE_TTL`] (1 s) on a shared database (PostgreSQL), where it bounds how
+//! late another replica's change applies, and [`SINGLE_WRITER_LEASE_TTL`] (10 s) on SQLite, whose
+//! only writer is this process (every change goes through its own `/manage` and ends the lease at
+//! once). Once half of the TTL has passed, a request the lease serves renews it in the background
+//! (a reservation of 0 requests: the token is re-checked and the TTL restarts), so a token in
+//! steady use, even a slow one (one request per half TTL), never waits for the database either.
+//! When a lease expires, its unused part is returned
 //! (`request_count -= unused`, batched with usage), so `k` concurrent requests on a token with
 //! `max_requests = k` still admit exactly `k`, and a crash can only under-admit. Consequences:
 //! - a revocation, expiry or quota change made through `/manage` of *this* process applies at once
 //!   ([`TokenAuthority::invalidate`] drops the lease); one made by another replica applies within
 //!   [`LEASE_TTL`] (1 s);
-//! - `request_count` seen through `/manage` may include reservations not used yet (at most two
-//!   chunks per replica and token, so at most a quarter of the quota left), until they are
-//!   returned (about 2 s after the token cools down); and another replica may refuse a request
-//!   with 429 while such a reservation is outstanding near the end of the quota;
+//! - the database's `request_count` includes reservations not used yet (at most two chunks per
+//!   replica and token, so at most a quarter of the quota left) until they are returned (about a
+//!   second after the lease ends); `/manage` of this process subtracts its own
+//!   ([`TokenAuthority::unserved_reservation`]), so on SQLite it shows exactly the requests
+//!   admitted; another replica may refuse a request with 429 while such a reservation is
+//!   outstanding near the end of the quota;
 //! - `last_used_at` is set when a chunk is reserved or a lease renewed, not by each request served
 //!   from it.
 //!
@@ -31,8 +36,9 @@
 //! a bounded channel to a background batcher; when the channel is full the update is dropped and
 //! counted. Revocation of any token reaches the cache through [`TokenAuthority::invalidate`].
 //!
-//! Well-formed tokens that do not exist are remembered for [`NEGATIVE_TTL`] in a bounded cache, so a
-//! flood of one unknown token costs no database lookup per request. Tokens are random, so a new
+//! Concurrent cache misses of one token share one lookup ([`SingleFlight`]). Well-formed tokens
+//! that do not exist are remembered for [`NEGATIVE_TTL`] in a bounded cache, so a flood of one
+//! unknown token costs no database lookup per request. Tokens are random, so a new
 //! token is never in it; creating a token through `/manage` clears its hash anyway.
 
 use std::collections::HashMap;
@@ -49,13 +55,20 @@ use tokio::task::JoinHandle;
 
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
+use crate::single_flight::SingleFlight;
 
 /// Usage updates are written at least this often.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// ... or as soon as this many accumulated.
 const FLUSH_BATCH: usize = 100;
-/// Longest a quota lease serves requests; bounds how late another replica's revocation applies.
+/// Longest a quota lease serves requests after its last reservation on a shared database; bounds
+/// how late another replica's revocation applies.
 pub const LEASE_TTL: Duration = Duration::from_secs(1);
+/// The same on a database this process alone writes ([`Store::single_writer`]): no other replica
+/// can change a token behind its back, so the lease only bounds how long unused reservations stay
+/// counted in the database after the token cools down, and a token used every few seconds keeps
+/// its lease instead of waiting for a reservation on each burst.
+pub const SINGLE_WRITER_LEASE_TTL: Duration = Duration::from_secs(10);
 /// Largest quota chunk one reservation takes. A chunk only grows this large for a token that uses
 /// half of it within [`LEASE_TTL`], so about one reservation per 0.1 s at 10,000 requests/s: each one
 /// is a database write and a wake-up of its worker (about 5 % of the proxy's CPU at a limit of 32).
@@ -66,7 +79,7 @@ pub const QUOTA_SHARE: i64 = 8;
 /// Expired leases are looked for (and their unused part returned) this often.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// How long an expired lease's slot (emptied: its unused part is returned at expiry) is kept, so a
-/// token used in bursts further apart than [`LEASE_TTL`] starts its next lease at half the last
+/// token used in bursts further apart than its lease's TTL starts its next lease at half the last
 /// chunk instead of at 1.
 const SLOT_MEMORY: Duration = Duration::from_secs(10);
 /// How long an unknown token hash is answered without a lookup.
@@ -78,6 +91,8 @@ pub struct TokenAuthority {
     // foldhash rather than SipHash: the keys are SHA-256 digests, looked up on every request.
     cache: Cache<TokenHash, Arc<TokenRecord>, RandomState>,
     unknown: Cache<TokenHash, (), RandomState>,
+    /// Concurrent misses of one token share one lookup.
+    loads: SingleFlight<TokenHash>,
     leases: Arc<QuotaLeases>,
     usage: mpsc::Sender<UsageDelta>,
     metrics: Arc<Metrics>,
@@ -107,7 +122,12 @@ impl TokenAuthority {
         metrics: Arc<Metrics>,
     ) -> (Self, JoinHandle<()>) {
         let (usage, receiver) = mpsc::channel(settings.usage_buffer.max(1));
-        let leases = Arc::new(QuotaLeases::new(settings.cache_max));
+        let lease_ttl = if store.single_writer() {
+            SINGLE_WRITER_LEASE_TTL
+        } else {
+            LEASE_TTL
+        };
+        let leases = Arc::new(QuotaLeases::new(settings.cache_max, lease_ttl));
         let batcher = tokio::spawn(run_usage_batcher(store.clone(), receiver, leases.clone()));
         let cache = Cache::builder()
             .max_capacity(settings.cache_max)
@@ -122,6 +142,7 @@ impl TokenAuthority {
                 store,
                 cache,
                 unknown,
+                loads: SingleFlight::default(),
                 leases,
                 usage,
                 metrics,
@@ -153,22 +174,40 @@ impl TokenAuthority {
         let token = bearer_token(authorization).ok_or(ProxyError::MissingToken)?;
         llm_proxy_store::validate_token_format(token)?;
         let hash = llm_proxy_store::hash_token(token);
-        let record = match self.cache.get(&hash) {
-            Some(record) => record,
-            None => {
-                if self.unknown.contains_key(&hash) {
-                    return Err(ProxyError::TokenNotFound);
-                }
-                let Some(record) = self.store.token_by_hash(&hash).await? else {
-                    self.unknown.insert(hash, ());
-                    return Err(ProxyError::TokenNotFound);
-                };
-                let record = Arc::new(record);
-                self.cache.insert(hash.clone(), record.clone());
-                record
-            }
+        if let Some(record) = self.cached(&hash)? {
+            return Ok(Identified { hash, record });
+        }
+        let record = match self.loads.lead_or_wait(&hash, self.load(&hash)).await {
+            Some(loaded) => loaded?,
+            // Another request looked the token up meanwhile.
+            None => match self.cached(&hash)? {
+                Some(record) => record,
+                None => self.load(&hash).await?,
+            },
         };
         Ok(Identified { hash, record })
+    }
+
+    /// The cached record, or `TokenNotFound` for a hash remembered as unknown.
+    fn cached(&self, hash: &TokenHash) -> Result<Option<Arc<TokenRecord>>, ProxyError> {
+        if let Some(record) = self.cache.get(hash) {
+            return Ok(Some(record));
+        }
+        if self.unknown.contains_key(hash) {
+            return Err(ProxyError::TokenNotFound);
+        }
+        Ok(None)
+    }
+
+    /// Looks the token up in the store and caches the answer (a miss in the negative cache).
+    async fn load(&self, hash: &TokenHash) -> Result<Arc<TokenRecord>, ProxyError> {
+        let Some(record) = self.store.token_by_hash(hash).await? else {
+            self.unknown.insert(hash.clone(), ());
+            return Err(ProxyError::TokenNotFound);
+        };
+        let record = Arc::new(record);
+        self.cache.insert(hash.clone(), record.clone());
+        Ok(record)
     }
 
     async fn admit_inner(&self, identified: Identified) -> Result<Arc<TokenRecord>, ProxyError> {
@@ -311,22 +350,25 @@ impl TokenAuthority {
         let mut result = check_unlimited(record, Utc::now());
         if result.is_ok()
             && let Some(max) = record.max_requests.filter(|max| *max > 0)
+            && record.request_count - self.unserved_reservation(&identified.hash) >= max
         {
-            let leased_unused = self
-                .leases
-                .slots
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&identified.hash)
-                .map_or(0, |slot| slot.lock().remaining.max(0));
-            if record.request_count - leased_unused >= max {
-                result = Err(ProxyError::QuotaExceeded);
-            }
+            result = Err(ProxyError::QuotaExceeded);
         }
         if let Err(err) = &result {
             self.metrics.record_token_rejection(err.code());
         }
         result
+    }
+
+    /// Requests of the token this process reserved and has not served yet: counted in the
+    /// database's `request_count`, still available to clients.
+    pub fn unserved_reservation(&self, hash: &TokenHash) -> i64 {
+        self.leases
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            .map_or(0, |slot| slot.lock().remaining.max(0))
     }
 
     /// Counts a response served from the HTTP cache (`cache_hit_count`, `last_used_at`) through the
@@ -349,12 +391,14 @@ impl TokenAuthority {
 struct QuotaLeases {
     slots: Mutex<HashMap<TokenHash, Arc<LeaseSlot>>>,
     max_slots: usize,
+    ttl: Duration,
 }
 
 /// One token's lease. `state` is held only briefly (never across an await); `refill` serialises
 /// the reservations of one token, so concurrent requests wait for one chunk instead of each writing.
-#[derive(Default)]
 struct LeaseSlot {
+    /// How long a reservation serves ([`LEASE_TTL`] or [`SINGLE_WRITER_LEASE_TTL`]).
+    ttl: Duration,
     state: Mutex<LeaseState>,
     refill: tokio::sync::Mutex<()>,
     /// Requests waiting for `refill`: a burst on a cool token is served by one reservation sized
@@ -403,10 +447,11 @@ struct Served {
 }
 
 impl QuotaLeases {
-    fn new(max_slots: u64) -> Self {
+    fn new(max_slots: u64, ttl: Duration) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
             max_slots: usize::try_from(max_slots).unwrap_or(usize::MAX).max(1),
+            ttl,
         }
     }
 
@@ -418,7 +463,7 @@ impl QuotaLeases {
         if slots.len() >= self.max_slots {
             return None;
         }
-        let slot = Arc::new(LeaseSlot::default());
+        let slot = Arc::new(LeaseSlot::new(self.ttl));
         slots.insert(hash.clone(), slot.clone());
         Some(slot)
     }
@@ -458,6 +503,15 @@ impl QuotaLeases {
 }
 
 impl LeaseSlot {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            state: Mutex::default(),
+            refill: tokio::sync::Mutex::default(),
+            waiting: AtomicI64::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -486,7 +540,7 @@ impl LeaseSlot {
             .then(|| (state.chunk * 2).min(cap))
             .filter(|chunk| *chunk >= 2);
         let renew =
-            (!state.renewal_refused && expires.duration_since(now) <= LEASE_TTL / 2).then_some(0);
+            (!state.renewal_refused && expires.duration_since(now) <= self.ttl / 2).then_some(0);
         let prefetch = if state.prefetching {
             None
         } else {
@@ -496,7 +550,7 @@ impl LeaseSlot {
         Ok(Some(Served { record, prefetch }))
     }
 
-    /// Adds a chunk reserved ahead to the lease (which then serves for [`LEASE_TTL`] from now; a
+    /// Adds a chunk reserved ahead to the lease (which then serves for its TTL from now; a
     /// `chunk` of 0 is a renewal), or, when none could be had, stops reserving ahead (or renewing)
     /// until the next blocking refill. Returns what must be handed back at once because the lease
     /// was retired meanwhile.
@@ -519,7 +573,7 @@ impl LeaseSlot {
         if chunk > 0 {
             state.chunk = chunk;
         }
-        state.expires = Some(Instant::now() + LEASE_TTL);
+        state.expires = Some(Instant::now() + self.ttl);
         0
     }
 
@@ -550,7 +604,7 @@ impl LeaseSlot {
         state.record = Some(record.clone());
         state.remaining = remaining;
         state.chunk = chunk;
-        state.expires = Some(Instant::now() + LEASE_TTL);
+        state.expires = Some(Instant::now() + self.ttl);
         state.renewal_refused = false;
         0
     }
@@ -705,7 +759,7 @@ mod tests {
 
     #[test]
     fn a_lease_past_half_its_ttl_asks_for_one_renewal_at_a_time() {
-        let slot = LeaseSlot::default();
+        let slot = LeaseSlot::new(LEASE_TTL);
         let start = Instant::now();
         assert_eq!(slot.install(&Arc::new(record()), 100, 100), 0);
         assert_eq!(prefetch_at(&slot, start), None, "fresh and well stocked");
@@ -725,7 +779,7 @@ mod tests {
 
     #[test]
     fn an_expired_lease_is_emptied_at_once_and_its_chunk_remembered_for_a_while() {
-        let leases = QuotaLeases::new(8);
+        let leases = QuotaLeases::new(8, LEASE_TTL);
         let hash = llm_proxy_store::hash_token("sk-test");
         let slot = leases.slot(&hash).expect("room for a slot");
         let start = Instant::now();
@@ -755,8 +809,39 @@ mod tests {
     }
 
     #[test]
+    fn a_single_writer_lease_serves_across_pauses_of_a_few_seconds() {
+        let slot = LeaseSlot::new(SINGLE_WRITER_LEASE_TTL);
+        let start = Instant::now();
+        slot.install(&Arc::new(record()), 32, 32);
+        let after_a_pause = start + Duration::from_secs(3);
+        assert_eq!(prefetch_at(&slot, after_a_pause), None, "still fresh");
+        let later = start + Duration::from_secs(6);
+        assert_eq!(
+            prefetch_at(&slot, later),
+            Some(0),
+            "renewed past half its TTL"
+        );
+        assert!(
+            slot.take(start + SINGLE_WRITER_LEASE_TTL * 2, Utc::now())
+                .expect("admissible")
+                .is_none(),
+            "it still ends at its TTL"
+        );
+
+        let shared = LeaseSlot::new(LEASE_TTL);
+        shared.install(&Arc::new(record()), 32, 32);
+        assert!(
+            shared
+                .take(after_a_pause, Utc::now())
+                .expect("admissible")
+                .is_none(),
+            "a shared database's lease ends after 1 s"
+        );
+    }
+
+    #[test]
     fn a_refused_renewal_is_not_retried_and_the_lease_ends_on_time() {
-        let slot = LeaseSlot::default();
+        let slot = LeaseSlot::new(LEASE_TTL);
         let start = Instant::now();
         slot.install(&Arc::new(record()), 100, 100);
         let late = start + LEASE_TTL * 3 / 4;

@@ -30,7 +30,7 @@ pub use error::ManageError;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Lets the management API drop cached token and project state of the data path, so a revocation
-/// takes effect on the very next proxied request.
+/// takes effect on the very next proxied request, and read the data path's quota reservations.
 pub trait CacheInvalidator: Send + Sync {
     /// The token with this hash was revoked or changed.
     fn token_changed(&self, hash: &TokenHash);
@@ -39,6 +39,11 @@ pub trait CacheInvalidator: Send + Sync {
     /// The HTTP response cache, for purges; `None` when caching is disabled.
     fn http_cache(&self) -> Option<crate::cache::HttpCache> {
         None
+    }
+    /// Requests of the token this process reserved (counted in the database's `request_count`)
+    /// and has not served yet; token responses subtract them, so they show what was admitted.
+    fn unserved_reservation(&self, _hash: &TokenHash) -> i64 {
+        0
     }
 }
 

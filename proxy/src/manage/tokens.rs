@@ -10,9 +10,9 @@ use llm_proxy_store::{NewToken, TokenRecord, TokenUpdate, generate_token, hash_t
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::ManageState;
 use super::error::{JsonBody, ManageError, PathId, QueryParams};
 use super::guard::{AuditDetails, with_details};
+use super::{CacheInvalidator, ManageState};
 
 /// Longest token lifetime: one year.
 pub const MAX_DURATION_MINUTES: i64 = 525_600;
@@ -66,15 +66,18 @@ pub struct TokenResponse {
     cache_hit_count: i64,
 }
 
-impl From<TokenRecord> for TokenResponse {
-    fn from(token: TokenRecord) -> Self {
+impl TokenResponse {
+    /// `request_count` counts requests admitted: the ones this process reserved ahead for the
+    /// token and has not served yet are left out (see `crate::tokens`).
+    fn new(token: TokenRecord, invalidator: &dyn CacheInvalidator) -> Self {
+        let unserved = invalidator.unserved_reservation(&token.token_hash);
         Self {
             id: token.id,
             project_id: token.project_id,
             expires_at: token.expires_at,
             is_active: token.is_active,
             deactivated_at: token.deactivated_at,
-            request_count: token.request_count,
+            request_count: (token.request_count - unserved).max(0),
             max_requests: token.max_requests,
             created_at: token.created_at,
             last_used_at: token.last_used_at,
@@ -157,7 +160,11 @@ pub async fn list(
 ) -> Result<Response, ManageError> {
     let project_id = params.project_id.filter(|id| !id.is_empty());
     let tokens = state.store.list_tokens(project_id.as_deref()).await?;
-    let body: Vec<TokenResponse> = tokens.into_iter().map(TokenResponse::from).collect();
+    let invalidator = &*state.invalidator;
+    let body: Vec<TokenResponse> = tokens
+        .into_iter()
+        .map(|token| TokenResponse::new(token, invalidator))
+        .collect();
     let details = AuditDetails {
         project_id,
         ..AuditDetails::default()
@@ -175,7 +182,7 @@ pub async fn get_one(
         .get_token(parse_id(&id)?)
         .await?
         .ok_or(ManageError::NotFound("token"))?;
-    Ok(with_project(token))
+    Ok(with_project(token, &*state.invalidator))
 }
 
 /// `PATCH /manage/tokens/{id}`.
@@ -198,7 +205,7 @@ pub async fn update(
         .await?
         .ok_or(ManageError::NotFound("token"))?;
     state.invalidator.token_changed(&token.token_hash);
-    Ok(with_project(token))
+    Ok(with_project(token, &*state.invalidator))
 }
 
 /// `DELETE /manage/tokens/{id}`: revokes (idempotent).
@@ -222,10 +229,10 @@ pub async fn revoke(
     ))
 }
 
-fn with_project(token: TokenRecord) -> Response {
+fn with_project(token: TokenRecord, invalidator: &dyn CacheInvalidator) -> Response {
     let details = AuditDetails {
         project_id: Some(token.project_id.clone()),
         ..AuditDetails::default()
     };
-    with_details(Json(TokenResponse::from(token)), details)
+    with_details(Json(TokenResponse::new(token, invalidator)), details)
 }
