@@ -37,6 +37,14 @@ struct ProjectFacts {
     rate_limits: ProjectRateLimits,
 }
 
+/// Outcome of [`ProjectGate::load`].
+enum Loaded {
+    /// This request called the store; `None` for a project that does not exist.
+    Here(Option<ProjectAccess>),
+    /// A concurrent request did; what it cached.
+    Elsewhere(ProjectFacts),
+}
+
 pub struct ProjectGate {
     store: Arc<dyn Store>,
     enforce_active: bool,
@@ -77,17 +85,15 @@ impl ProjectGate {
         if let Some(facts) = self.active.get(project_id) {
             return Ok(facts);
         }
-        let access = self.load(project_id).await?;
-        if let Some(Err(facts)) = access {
-            return Ok(facts);
-        }
-        let access = access.and_then(Result::ok);
-        Ok(access
-            .map(|a| ProjectFacts {
-                is_active: a.is_active,
-                rate_limits: a.rate_limits,
-            })
-            .unwrap_or_default())
+        Ok(match self.load(project_id).await? {
+            Loaded::Here(access) => access
+                .map(|a| ProjectFacts {
+                    is_active: a.is_active,
+                    rate_limits: a.rate_limits,
+                })
+                .unwrap_or_default(),
+            Loaded::Elsewhere(facts) => facts,
+        })
     }
 
     /// The upstream `Authorization` value of the project: `Bearer <decrypted provider key>`,
@@ -104,10 +110,11 @@ impl ProjectGate {
             ProxyError::UpstreamAuth
         })?;
         match access {
-            Some(Ok(access)) => bearer(&access.api_key).ok_or(ProxyError::UpstreamAuth),
+            Loaded::Here(access) => access
+                .and_then(|a| bearer(&a.api_key))
+                .ok_or(ProxyError::UpstreamAuth),
             // Another request loaded the project meanwhile: its key, if usable, is cached.
-            Some(Err(_)) => self.keys.get(project_id).ok_or(ProxyError::UpstreamAuth),
-            None => Err(ProxyError::UpstreamAuth),
+            Loaded::Elsewhere(_) => self.keys.get(project_id).ok_or(ProxyError::UpstreamAuth),
         }
     }
 
@@ -117,24 +124,20 @@ impl ProjectGate {
         self.keys.invalidate(project_id);
     }
 
-    /// The project as loaded from the store (`Ok`), or, when a concurrent request loaded it
-    /// meanwhile, what that load cached (`Err`); `None` for a project that does not exist.
-    async fn load(
-        &self,
-        project_id: &str,
-    ) -> Result<Option<Result<ProjectAccess, ProjectFacts>>, ProxyError> {
+    /// Loads the project from the store, unless a concurrent request just did and cached it.
+    async fn load(&self, project_id: &str) -> Result<Loaded, ProxyError> {
         let key = project_id.to_owned();
         if let Some(loaded) = self
             .loads
             .lead_or_wait(&key, self.load_from_store(project_id))
             .await
         {
-            return Ok(loaded?.map(Ok));
+            return Ok(Loaded::Here(loaded?));
         }
         if let Some(facts) = self.active.get(project_id) {
-            return Ok(Some(Err(facts)));
+            return Ok(Loaded::Elsewhere(facts));
         }
-        Ok(self.load_from_store(project_id).await?.map(Ok))
+        Ok(Loaded::Here(self.load_from_store(project_id).await?))
     }
 
     /// One store call; fills both caches.

@@ -750,6 +750,12 @@ mod tests {
         }
     }
 
+    fn serves_at(slot: &LeaseSlot, now: Instant) -> bool {
+        slot.take(now, Utc::now())
+            .expect("an admissible token")
+            .is_some()
+    }
+
     fn prefetch_at(slot: &LeaseSlot, now: Instant) -> Option<i64> {
         slot.take(now, Utc::now())
             .expect("an admissible token")
@@ -822,19 +828,14 @@ mod tests {
             "renewed past half its TTL"
         );
         assert!(
-            slot.take(start + SINGLE_WRITER_LEASE_TTL * 2, Utc::now())
-                .expect("admissible")
-                .is_none(),
+            !serves_at(&slot, start + SINGLE_WRITER_LEASE_TTL * 2),
             "it still ends at its TTL"
         );
 
         let shared = LeaseSlot::new(LEASE_TTL);
         shared.install(&Arc::new(record()), 32, 32);
         assert!(
-            shared
-                .take(after_a_pause, Utc::now())
-                .expect("admissible")
-                .is_none(),
+            !serves_at(&shared, after_a_pause),
             "a shared database's lease ends after 1 s"
         );
     }
@@ -850,9 +851,7 @@ mod tests {
         assert_eq!(prefetch_at(&slot, late), None, "no second attempt");
         assert_eq!(slot.lock().chunk, 100, "chunk sizing is untouched");
         assert!(
-            slot.take(start + LEASE_TTL * 2, Utc::now())
-                .expect("admissible")
-                .is_none(),
+            !serves_at(&slot, start + LEASE_TTL * 2),
             "the lease still ends at its TTL"
         );
         slot.install(&Arc::new(record()), 10, 10);

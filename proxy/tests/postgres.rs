@@ -12,11 +12,7 @@ use sqlx::Connection as _;
 
 #[tokio::test]
 async fn proxying_works_on_postgres() {
-    let h = Harness::with(Options {
-        postgres_url: Some(common::fresh_pg_database().await),
-        ..Options::default()
-    })
-    .await;
+    let h = Harness::on_postgres().await;
     let limited = h.token(Some(2), None).await;
     let reply = h.chat(&limited, CHAT_BODY).await;
     assert_eq!(reply.status, 200);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use common::{CHAT_BODY, Harness, Options, PROVIDER_KEY};
+use common::{CHAT_BODY, Harness, PROVIDER_KEY};
 use http::{Method, Request};
 use http_body_util::Full;
 
@@ -307,11 +307,7 @@ async fn hot_limited_token_reservations_are_not_shown_as_used() {
 
 #[tokio::test]
 async fn hot_limited_token_reservations_are_returned_on_a_shared_database() {
-    let h = Harness::with(Options {
-        postgres_url: Some(common::fresh_pg_database().await),
-        ..Options::default()
-    })
-    .await;
+    let h = Harness::on_postgres().await;
     let (hash, served) = hot_limited_token(&h).await;
     // The lease ends 1 s after its last reservation on PostgreSQL (10 s on SQLite, the only
     // writer of its file); its unused part then goes back to the database.

@@ -95,6 +95,15 @@ impl Harness {
         Self::with(Options::default()).await
     }
 
+    /// The default harness on a fresh PostgreSQL database instead of SQLite.
+    pub async fn on_postgres() -> Self {
+        Self::with(Options {
+            postgres_url: Some(fresh_pg_database().await),
+            ..Options::default()
+        })
+        .await
+    }
+
     pub async fn with(options: Options) -> Self {
         let mock = MockOpenAi::start().await.unwrap();
         let dir = TempDir::new();
