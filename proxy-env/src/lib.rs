@@ -81,7 +81,7 @@ env_vars! {
     LLM_PROXY_API_KEY_CACHE_TTL = "LLM_PROXY_API_KEY_CACHE_TTL", default "30s", Server, secret false, "TTL of the decrypted provider-key cache.";
     LLM_PROXY_API_KEY_CACHE_MAX = "LLM_PROXY_API_KEY_CACHE_MAX", default "10000", Server, secret false, "Entries of the provider-key cache.";
     LLM_PROXY_TOKEN_CACHE_TTL = "LLM_PROXY_TOKEN_CACHE_TTL", default "5m", Server, secret false, "TTL of the token lookup cache (revocation invalidates it at once).";
-    LLM_PROXY_TOKEN_CACHE_MAX = "LLM_PROXY_TOKEN_CACHE_MAX", default "10000", Server, secret false, "Entries of the token lookup cache.";
+    LLM_PROXY_TOKEN_CACHE_MAX = "LLM_PROXY_TOKEN_CACHE_MAX", default "10000", Server, secret false, "Entries of the token lookup cache (and of the token-hash memo).";
     USAGE_STATS_BUFFER_SIZE = "USAGE_STATS_BUFFER_SIZE", default "1000", Server, secret false, "Bounded queue of asynchronous usage updates for unlimited tokens.";
     CACHE_STATS_BUFFER_SIZE = "CACHE_STATS_BUFFER_SIZE", default "1000", Server, secret false, "Bounded queue of per-token cache-hit counters.";
     // Observability capture and event bus

@@ -1,6 +1,6 @@
 //! Builds the HTTP application: state, caches, background tasks and the router.
 //!
-//! Routes: `/v1/*` (the proxy, dispatched before the route table: [`DataPathFirst`]), `/manage/*`
+//! Routes: `/v1/*` (the proxy, dispatched before the route table: [`AppService`]), `/manage/*`
 //! (the management API, [`crate::manage`]), `/health`, `/live`, `/ready`, `METRICS_PATH` and
 //! `METRICS_PATH/prometheus` (when metrics are enabled); anything else is a 404 JSON error. Paths
 //! are matched as received, without normalisation, so `/v1/../manage` is a `/v1` path (and refused
@@ -56,7 +56,9 @@ use crate::upstream;
 
 /// The assembled application.
 pub struct App {
-    pub router: Router,
+    /// The whole HTTP surface; serve it with `axum::ServiceExt::into_make_service_with_connect_info`
+    /// (the client address reaches the audit trail as `ConnectInfo`).
+    pub service: AppService,
     /// Clears the data path's caches after management changes.
     pub caches: Arc<ProxyCaches>,
     pub metrics: Arc<Metrics>,
@@ -206,29 +208,30 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         );
     }
     let routes = router.fallback(|| async { ProxyError::RouteNotFound });
-    let router = Router::new().fallback_service(DataPathFirst {
+    let service = AppService {
         proxy: state.clone(),
         routes,
-    });
+    };
     App {
-        router,
+        service,
         caches,
         metrics,
         usage_flusher,
     }
 }
 
-/// Sends `/v1/<something>` straight to the proxy handler and every other path through the routes.
-/// The data path skips the route table, whose wildcard capture (an allocated, percent-decoded copy
-/// of the path per request) it never reads. `/v1/` alone is not a `/v1` route (404 like any
-/// unknown path), as with a `/v1/{*path}` route.
+/// The whole HTTP surface: `/v1/<something>` goes straight to the proxy handler and every other
+/// path through the routes. The data path skips the route table, whose wildcard capture (an
+/// allocated, percent-decoded copy of the path per request) it never reads, and is served without
+/// an outer `Router` (whose fallback dispatch cloned a boxed service per request). `/v1/` alone is
+/// not a `/v1` route (404 like any unknown path), as with a `/v1/{*path}` route.
 #[derive(Clone)]
-struct DataPathFirst {
+pub struct AppService {
     proxy: Arc<ProxyState>,
     routes: Router,
 }
 
-impl Service<Request> for DataPathFirst {
+impl Service<Request> for AppService {
     type Response = Response;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response, Infallible>>;

@@ -4,6 +4,7 @@
 //! in-flight requests and streams continue, and the process exits when they are done or when
 //! `SHUTDOWN_TIMEOUT` has passed.
 
+use axum::ServiceExt as _;
 use axum::serve::ListenerExt;
 use llm_proxy_events::{EventPublisher, StreamTarget};
 use tokio::net::TcpListener;
@@ -60,7 +61,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         })?;
     let local_addr = listener.local_addr().map_err(ServerError::Serve)?;
     let app::App {
-        router,
+        service,
         caches,
         usage_flusher,
         ..
@@ -71,7 +72,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             ..app::Dependencies::new(store.clone(), audit, events.clone())
         },
     );
-    // Only the router (through /v1 and the management API's invalidator) may keep the data path's
+    // Only the service (through /v1 and the management API's invalidator) may keep the data path's
     // state alive, so the usage queue closes with it.
     drop(caches);
     tracing::info!(
@@ -90,7 +91,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let serve = axum::serve(
         listener,
         // Connect info gives the management API's audit records the client address.
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        service.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { serve.await });
@@ -114,7 +115,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             }
         }
     };
-    // The router (and with it the usage queue's sender) is gone: the flusher writes what is left.
+    // The service (and with it the usage queue's sender) is gone: the flusher writes what is left.
     match tokio::time::timeout(USAGE_FLUSH_GRACE, usage_flusher).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::warn!(error = %err, "usage flusher ended abnormally"),

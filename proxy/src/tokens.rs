@@ -36,7 +36,11 @@
 //! a bounded channel to a background batcher; when the channel is full the update is dropped and
 //! counted. Revocation of any token reaches the cache through [`TokenAuthority::invalidate`].
 //!
-//! Concurrent cache misses of one token share one lookup ([`SingleFlight`]). Well-formed tokens
+//! A token's hash is remembered per token string for the tokens found ([`TokenAuthority`]'s
+//! `hashes`, bounded like the record cache): SHA-256 in software is about a tenth of the proxy's own
+//! work per request. The memo holds the token strings of recently used tokens in memory (as the
+//! request buffers do), never anywhere else; it is a cache of a pure function, so nothing
+//! invalidates it. Concurrent cache misses of one token share one lookup ([`SingleFlight`]). Well-formed tokens
 //! that do not exist are remembered for [`NEGATIVE_TTL`] in a bounded cache, so a flood of one
 //! unknown token costs no database lookup per request. Tokens are random, so a new
 //! token is never in it; creating a token through `/manage` clears its hash anyway.
@@ -91,6 +95,8 @@ pub struct TokenAuthority {
     // foldhash rather than SipHash: the keys are SHA-256 digests, looked up on every request.
     cache: Cache<TokenHash, Arc<TokenRecord>, RandomState>,
     unknown: Cache<TokenHash, (), RandomState>,
+    /// Token string → its hash, for tokens that exist (see the module doc).
+    hashes: Cache<Arc<str>, TokenHash, RandomState>,
     /// Concurrent misses of one token share one lookup.
     loads: SingleFlight<TokenHash>,
     leases: Arc<QuotaLeases>,
@@ -137,11 +143,16 @@ impl TokenAuthority {
             .max_capacity(settings.cache_max)
             .time_to_live(NEGATIVE_TTL.min(settings.cache_ttl))
             .build_with_hasher(RandomState::default());
+        let hashes = Cache::builder()
+            .max_capacity(settings.cache_max)
+            .time_to_live(settings.cache_ttl)
+            .build_with_hasher(RandomState::default());
         (
             Self {
                 store,
                 cache,
                 unknown,
+                hashes,
                 loads: SingleFlight::default(),
                 leases,
                 usage,
@@ -173,18 +184,24 @@ impl TokenAuthority {
     async fn identify_inner(&self, authorization: Option<&str>) -> Result<Identified, ProxyError> {
         let token = bearer_token(authorization).ok_or(ProxyError::MissingToken)?;
         llm_proxy_store::validate_token_format(token)?;
-        let hash = llm_proxy_store::hash_token(token);
-        if let Some(record) = self.cached(&hash)? {
-            return Ok(Identified { hash, record });
-        }
-        let record = match self.loads.lead_or_wait(&hash, self.load(&hash)).await {
-            Some(loaded) => loaded?,
-            // Another request looked the token up meanwhile.
-            None => match self.cached(&hash)? {
-                Some(record) => record,
-                None => self.load(&hash).await?,
+        let (hash, memoized) = match self.hashes.get(token) {
+            Some(hash) => (hash, true),
+            None => (llm_proxy_store::hash_token(token), false),
+        };
+        let record = match self.cached(&hash)? {
+            Some(record) => record,
+            None => match self.loads.lead_or_wait(&hash, self.load(&hash)).await {
+                Some(loaded) => loaded?,
+                // Another request looked the token up meanwhile.
+                None => match self.cached(&hash)? {
+                    Some(record) => record,
+                    None => self.load(&hash).await?,
+                },
             },
         };
+        if !memoized {
+            self.hashes.insert(Arc::from(token), hash.clone());
+        }
         Ok(Identified { hash, record })
     }
 
@@ -389,7 +406,7 @@ impl TokenAuthority {
 /// The quota leases of this process, one slot per limited token in use; bounded (a token without a
 /// slot is admitted request by request).
 struct QuotaLeases {
-    slots: Mutex<HashMap<TokenHash, Arc<LeaseSlot>>>,
+    slots: Mutex<HashMap<TokenHash, Arc<LeaseSlot>, RandomState>>,
     max_slots: usize,
     ttl: Duration,
 }
@@ -449,7 +466,7 @@ struct Served {
 impl QuotaLeases {
     fn new(max_slots: u64, ttl: Duration) -> Self {
         Self {
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::default()),
             max_slots: usize::try_from(max_slots).unwrap_or(usize::MAX).max(1),
             ttl,
         }

@@ -899,3 +899,28 @@ async fn the_breaker_gauge_follows_the_cool_down() {
     tokio::time::sleep(Duration::from_millis(400)).await; // the cool-down is time-based by design
     assert!(scrape().await.contains("llm_proxy_circuit_breaker_open 0"));
 }
+
+#[tokio::test]
+async fn http2_clients_with_prior_knowledge_are_served() {
+    // The server tells HTTP/2 from HTTP/1.1 by the connection's first bytes (h2c, no TLS).
+    let h = Harness::start().await;
+    let token = h.token(None, None).await;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build(connector);
+    let chat = Request::post(h.url("/v1/chat/completions"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
+        .unwrap();
+    let reply = common::send(&h2, chat).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert!(reply.headers.contains_key("x-request-id"));
+    assert_eq!(reply.json()["object"], "chat.completion");
+    let health = Request::get(h.url("/health"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(common::send(&h2, health).await.status, StatusCode::OK);
+}

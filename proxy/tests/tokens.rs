@@ -232,6 +232,20 @@ async fn quota_is_atomic_under_concurrency() {
     assert_eq!(h.mock.requests().len(), 5);
 }
 
+/// Revokes `token` through `DELETE /manage/tokens/{id}`.
+async fn revoke(h: &Harness, token: &str) {
+    let hash = llm_proxy_store::hash_token(token);
+    let record = h.store.token_by_hash(&hash).await.unwrap().unwrap();
+    let revoked = h
+        .manage(
+            Method::DELETE,
+            &format!("/manage/tokens/{}", record.id),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 204, "{:?}", revoked.body);
+}
+
 #[tokio::test]
 async fn revocation_applies_to_the_next_request() {
     let h = Harness::start().await;
@@ -242,17 +256,27 @@ async fn revocation_applies_to_the_next_request() {
             200,
             "token cached by a first use"
         );
-        let hash = llm_proxy_store::hash_token(&token);
-        let record = h.store.token_by_hash(&hash).await.unwrap().unwrap();
-        let revoked = h
-            .manage(
-                Method::DELETE,
-                &format!("/manage/tokens/{}", record.id),
-                None,
-            )
-            .await;
-        assert_eq!(revoked.status, 204, "{:?}", revoked.body);
+        revoke(&h, &token).await;
         h.chat(&token, CHAT_BODY)
+            .await
+            .assert_error(401, "token_inactive");
+    }
+}
+
+#[tokio::test]
+async fn tokens_in_use_are_told_apart_on_every_request() {
+    // Each token's hash is remembered after its first use; a mix-up between two remembered
+    // tokens would serve one with the other's record.
+    let h = Harness::start().await;
+    let kept = h.token(None, None).await;
+    let revoked = h.token(Some(100), None).await;
+    for token in [&kept, &revoked] {
+        assert_eq!(h.chat(token, CHAT_BODY).await.status, 200);
+    }
+    revoke(&h, &revoked).await;
+    for _ in 0..3 {
+        assert_eq!(h.chat(&kept, CHAT_BODY).await.status, 200);
+        h.chat(&revoked, CHAT_BODY)
             .await
             .assert_error(401, "token_inactive");
     }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::ServiceExt as _;
 use axum::serve::ListenerExt;
 use bytes::Bytes;
 use clap::Parser;
@@ -175,16 +176,17 @@ async fn serve_proxy(
         .await
         .map_err(|e| BenchError::Gate(format!("audit: {e}")))?;
     let events = EventPublisher::in_memory(config.observability.buffer_size);
-    let app::App { router, caches, .. } =
-        app::build(&config, app::Dependencies::new(store, audit, Some(events)));
-    // As in the server: only the router keeps the data path's state alive.
+    let app::App {
+        service, caches, ..
+    } = app::build(&config, app::Dependencies::new(store, audit, Some(events)));
+    // As in the server: only the service keeps the data path's state alive.
     drop(caches);
 
     let (proxy_listener, proxy_addr) = bind_loopback("the proxy").await?;
     let listener = proxy_listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(async move { axum::serve(listener, service.into_make_service()).await });
 
     Ok(proxy_addr)
 }

@@ -214,7 +214,8 @@ async fn forward(
         .await?;
 
     let uri = upstream_uri(&provider.base_url, &parts.uri)?;
-    let start_nanos = as_nanos(since_epoch());
+    let started = since_epoch();
+    let start_nanos = as_nanos(started);
     let mut headers = parts.headers;
     prepare_upstream_headers(&mut headers, &parts.uri, &ctx.id_header, start_nanos);
     headers.insert(header::AUTHORIZATION, authorization);
@@ -227,16 +228,18 @@ async fn forward(
     *upstream_request.uri_mut() = uri;
     *upstream_request.headers_mut() = headers;
 
-    let sent = Instant::now();
     let wait = state.request_timeout.min(provider.response_header_timeout);
     let upstream = match tokio::time::timeout(wait, state.client.request(upstream_request)).await {
         Err(_) => return Err(ProxyError::UpstreamTimeout),
         Ok(Err(err)) => return Err(ProxyError::UpstreamUnreachable(error_chain(&err))),
         Ok(Ok(response)) => response,
     };
-    state.metrics.record_upstream_latency(sent.elapsed());
-    // One clock reading for both: the answer's headers arrived, and the proxy's answer starts.
+    // One clock reading for the latency, the answer's arrival and the start of the proxy's answer
+    // (wall-clock readings, as the headers carry them; a clock step shows as a zero latency).
     let stopped = since_epoch();
+    state
+        .metrics
+        .record_upstream_latency(stopped.saturating_sub(started));
 
     let (mut parts, incoming) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::ServiceExt as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -156,9 +157,9 @@ impl Harness {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = app.router;
+        let service = app.service;
         let server = tokio::spawn(async move {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let service = service.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, service).await;
         });
         let project = store
