@@ -37,12 +37,12 @@
 //! counted. Revocation of any token reaches the cache through [`TokenAuthority::invalidate`].
 //!
 //! A token's hash is remembered per token string for the tokens found ([`TokenAuthority`]'s
-//! `hashes`, bounded like the record cache): SHA-256 in software is about a tenth of the proxy's own
-//! work per request. The memo holds the token strings of recently used tokens in memory (as the
-//! request buffers do), never anywhere else; it is a cache of a pure function, so nothing
-//! invalidates it. Concurrent cache misses of one token share one lookup ([`SingleFlight`]). Well-formed tokens
-//! that do not exist are remembered for [`NEGATIVE_TTL`] in a bounded cache, so a flood of one
-//! unknown token costs no database lookup per request. Tokens are random, so a new
+//! `hashes`, bounded like the record cache): SHA-256 in software is about a tenth of the proxy's
+//! own work per request. The memo holds the token strings of recently used tokens in memory (as
+//! the request buffers do), never anywhere else; it is a cache of a pure function, so nothing
+//! invalidates it. Concurrent cache misses of one token share one lookup ([`SingleFlight`]).
+//! Well-formed tokens that do not exist are remembered for [`NEGATIVE_TTL`] in a bounded cache, so
+//! a flood of one unknown token costs no database lookup per request. Tokens are random, so a new
 //! token is never in it; creating a token through `/manage` clears its hash anyway.
 
 use std::collections::HashMap;
@@ -95,7 +95,8 @@ pub struct TokenAuthority {
     // foldhash rather than SipHash: the keys are SHA-256 digests, looked up on every request.
     cache: Cache<TokenHash, Arc<TokenRecord>, RandomState>,
     unknown: Cache<TokenHash, (), RandomState>,
-    /// Token string → its hash, for tokens that exist (see the module doc).
+    /// Token string → its hash (see the module doc). Only tokens that exist are inserted, so
+    /// clients cannot choose its keys.
     hashes: Cache<Arc<str>, TokenHash, RandomState>,
     /// Concurrent misses of one token share one lookup.
     loads: SingleFlight<TokenHash>,
@@ -188,21 +189,27 @@ impl TokenAuthority {
             Some(hash) => (hash, true),
             None => (llm_proxy_store::hash_token(token), false),
         };
-        let record = match self.cached(&hash)? {
-            Some(record) => record,
-            None => match self.loads.lead_or_wait(&hash, self.load(&hash)).await {
-                Some(loaded) => loaded?,
-                // Another request looked the token up meanwhile.
-                None => match self.cached(&hash)? {
-                    Some(record) => record,
-                    None => self.load(&hash).await?,
-                },
-            },
-        };
+        let record = self.record_of(&hash).await?;
         if !memoized {
             self.hashes.insert(Arc::from(token), hash.clone());
         }
         Ok(Identified { hash, record })
+    }
+
+    /// The token's record: from the cache, or from the store through one lookup shared by
+    /// concurrent misses.
+    async fn record_of(&self, hash: &TokenHash) -> Result<Arc<TokenRecord>, ProxyError> {
+        if let Some(record) = self.cached(hash)? {
+            return Ok(record);
+        }
+        if let Some(loaded) = self.loads.lead_or_wait(hash, self.load(hash)).await {
+            return loaded;
+        }
+        // Another request looked the token up meanwhile.
+        match self.cached(hash)? {
+            Some(record) => Ok(record),
+            None => self.load(hash).await,
+        }
     }
 
     /// The cached record, or `TokenNotFound` for a hash remembered as unknown.

@@ -214,8 +214,8 @@ async fn forward(
         .await?;
 
     let uri = upstream_uri(&provider.base_url, &parts.uri)?;
-    let started = since_epoch();
-    let start_nanos = as_nanos(started);
+    let sent_at = since_epoch();
+    let start_nanos = as_nanos(sent_at);
     let mut headers = parts.headers;
     prepare_upstream_headers(&mut headers, &parts.uri, &ctx.id_header, start_nanos);
     headers.insert(header::AUTHORIZATION, authorization);
@@ -239,7 +239,7 @@ async fn forward(
     let stopped = since_epoch();
     state
         .metrics
-        .record_upstream_latency(stopped.saturating_sub(started));
+        .record_upstream_latency(stopped.saturating_sub(sent_at));
 
     let (mut parts, incoming) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);
