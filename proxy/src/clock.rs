@@ -81,13 +81,31 @@ impl std::fmt::Display for Rfc3339 {
 
 /// Writes `value` as zero-padded decimal filling `out` (higher digits are cut).
 fn write_digits(out: &mut [u8], mut value: u64) {
-    for byte in out.iter_mut().rev() {
-        *byte = b'0' + (value % 10) as u8;
-        value /= 10;
+    // Two digits per division: the timestamp is written up to three times per request.
+    let mut end = out.len();
+    while end >= 2 {
+        let pair = usize::try_from(value % 100).unwrap_or_default() * 2;
+        out[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        value /= 100;
+        end -= 2;
+    }
+    if end == 1 {
+        out[0] = b'0' + (value % 10) as u8;
     }
 }
 
-/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+/// `"00" "01" … "99"`.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut n = 0;
+    while n < 100 {
+        pairs[n * 2] = b'0' + (n / 10) as u8;
+        pairs[n * 2 + 1] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    pairs
+};
+
 fn civil_from_days(days: u64) -> (u32, u32, u32) {
     let z = days + 719_468;
     let era = z / 146_097;

@@ -1,7 +1,7 @@
 //! The `llm-proxy` data plane: an OpenAI-compatible proxy with withering client tokens.
 //!
 //! Modules: [`config`] (environment and provider file, parsed once), [`app`] (router and state),
-//! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission), [`upstream`] (the pooled
+//! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission; their caches are [`ttl_map`]s), [`upstream`] (the pooled
 //! client), [`breaker`], [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`redis_link`] (the shared
 //! Redis connection and per-feature health), [`server`] (listener and shutdown) and [`secret`].
@@ -26,4 +26,5 @@ pub mod secret;
 pub mod server;
 pub mod single_flight;
 pub mod tokens;
+pub mod ttl_map;
 pub mod upstream;

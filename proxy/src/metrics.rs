@@ -3,7 +3,9 @@
 //! Label values come from closed sets (status class, method, allowed endpoint, error code, rejection
 //! reason), so cardinality stays bounded whatever clients send.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -17,7 +19,7 @@ use serde::Serialize;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: &'static str,
-    pub route: String,
+    pub route: Arc<str>,
     pub status_class: &'static str,
 }
 
@@ -36,6 +38,9 @@ pub struct Metrics {
     started: Instant,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// The counters of `requests` already created: the family hashes its labels with SipHash under
+    /// its own lock on every increment; this front looks them up with foldhash.
+    request_counters: RwLock<HashMap<RequestLabels, Counter, foldhash::fast::RandomState>>,
     errors: Family<CodeLabels, Counter>,
     token_rejections: Family<ReasonLabels, Counter>,
     request_duration: Histogram,
@@ -168,6 +173,7 @@ impl Metrics {
             started: Instant::now(),
             registry: root,
             requests,
+            request_counters: RwLock::default(),
             errors,
             token_rejections,
             request_duration,
@@ -193,7 +199,7 @@ impl Metrics {
     }
 
     /// Records a finished `/v1` response.
-    pub fn record_response(&self, method: &str, route: &str, status: u16, duration: Duration) {
+    pub fn record_response(&self, method: &str, route: &Arc<str>, status: u16, duration: Duration) {
         let status_class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -201,13 +207,26 @@ impl Metrics {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method_label(method),
-                route: route.to_owned(),
-                status_class,
-            })
-            .inc();
+        let labels = RequestLabels {
+            method: method_label(method),
+            route: route.clone(),
+            status_class,
+        };
+        let counted = self
+            .request_counters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&labels)
+            .map(Counter::inc)
+            .is_some();
+        if !counted {
+            let counter = self.requests.get_or_create_owned(&labels);
+            counter.inc();
+            self.request_counters
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(labels, counter);
+        }
         self.request_count.inc();
         if status >= 400 {
             self.error_count.inc();
@@ -318,7 +337,7 @@ mod tests {
     fn client_chosen_methods_do_not_create_label_values() {
         let metrics = Metrics::new();
         for method in ["GET", "FOO", "BAR", "X-ANYTHING"] {
-            metrics.record_response(method, "other", 405, Duration::from_millis(1));
+            metrics.record_response(method, &Arc::from("other"), 405, Duration::from_millis(1));
         }
         let text = metrics.encode().unwrap();
         assert!(text.contains("method=\"GET\""));

@@ -1,7 +1,7 @@
 //! Project gate and provider keys: whether a project may be proxied, and the key that replaces the
 //! client's token upstream.
 //!
-//! Two bounded TTL caches over one store call (`project_access`): the active flag and the rate
+//! Two bounded TTL caches ([`TtlMap`]) over one store call (`project_access`): the active flag and the rate
 //! limits (`LLM_PROXY_ACTIVE_CACHE_*`, short) and the decrypted provider key, kept as the ready
 //! `Authorization: Bearer <key>` value (sensitive) so a request copies no secret
 //! (`LLM_PROXY_API_KEY_CACHE_*`).
@@ -11,13 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use foldhash::fast::RandomState;
 use http::HeaderValue;
 use llm_proxy_store::{ProjectAccess, ProjectRateLimits, ProviderKey, Store};
-use moka::sync::Cache;
 
 use crate::error::ProxyError;
 use crate::single_flight::SingleFlight;
+use crate::ttl_map::TtlMap;
 
 /// Settings of the project caches.
 #[derive(Debug, Clone, Copy)]
@@ -48,9 +47,8 @@ enum Loaded {
 pub struct ProjectGate {
     store: Arc<dyn Store>,
     enforce_active: bool,
-    // foldhash rather than SipHash: both are looked up on every request.
-    active: Cache<String, ProjectFacts, RandomState>,
-    keys: Cache<String, HeaderValue, RandomState>,
+    active: TtlMap<String, ProjectFacts>,
+    keys: TtlMap<String, HeaderValue>,
     loads: SingleFlight<String>,
 }
 
@@ -59,14 +57,8 @@ impl ProjectGate {
         Self {
             store,
             enforce_active: settings.enforce_active,
-            active: Cache::builder()
-                .max_capacity(settings.active_max)
-                .time_to_live(settings.active_ttl)
-                .build_with_hasher(RandomState::default()),
-            keys: Cache::builder()
-                .max_capacity(settings.key_max)
-                .time_to_live(settings.key_ttl)
-                .build_with_hasher(RandomState::default()),
+            active: TtlMap::new(settings.active_max, settings.active_ttl),
+            keys: TtlMap::new(settings.key_max, settings.key_ttl),
             loads: SingleFlight::default(),
         }
     }

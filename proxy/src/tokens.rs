@@ -1,5 +1,5 @@
-//! Client-token admission: `Authorization` parsing, format check before any lookup, a bounded TTL
-//! cache of token records by hash, a short negative cache of unknown hashes, quota reservations for
+//! Client-token admission: `Authorization` parsing, format check before any store lookup, a bounded
+//! TTL cache of token records by hash, a short negative cache of unknown hashes, quota reservations for
 //! limited tokens and batched usage for the others.
 //!
 //! Limited tokens (`max_requests > 0`) are admitted from *quota leases*: the process reserves a chunk
@@ -60,6 +60,7 @@ use tokio::task::JoinHandle;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::single_flight::SingleFlight;
+use crate::ttl_map::TtlMap;
 
 /// Usage updates are written at least this often.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -92,12 +93,13 @@ pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Admits client tokens.
 pub struct TokenAuthority {
     store: Arc<dyn Store>,
-    // foldhash rather than SipHash: the keys are SHA-256 digests, looked up on every request.
-    cache: Cache<TokenHash, Arc<TokenRecord>, RandomState>,
+    cache: TtlMap<TokenHash, Arc<TokenRecord>>,
+    /// Keyed by whatever hashes clients send: moka's admission policy keeps a flood of random
+    /// tokens from evicting the useful entries.
     unknown: Cache<TokenHash, (), RandomState>,
     /// Token string → its hash (see the module doc). Only tokens that exist are inserted, so
     /// clients cannot choose its keys.
-    hashes: Cache<Arc<str>, TokenHash, RandomState>,
+    hashes: TtlMap<Arc<str>, TokenHash>,
     /// Concurrent misses of one token share one lookup.
     loads: SingleFlight<TokenHash>,
     leases: Arc<QuotaLeases>,
@@ -136,18 +138,12 @@ impl TokenAuthority {
         };
         let leases = Arc::new(QuotaLeases::new(settings.cache_max, lease_ttl));
         let batcher = tokio::spawn(run_usage_batcher(store.clone(), receiver, leases.clone()));
-        let cache = Cache::builder()
-            .max_capacity(settings.cache_max)
-            .time_to_live(settings.cache_ttl)
-            .build_with_hasher(RandomState::default());
+        let cache = TtlMap::new(settings.cache_max, settings.cache_ttl);
         let unknown = Cache::builder()
             .max_capacity(settings.cache_max)
             .time_to_live(NEGATIVE_TTL.min(settings.cache_ttl))
             .build_with_hasher(RandomState::default());
-        let hashes = Cache::builder()
-            .max_capacity(settings.cache_max)
-            .time_to_live(settings.cache_ttl)
-            .build_with_hasher(RandomState::default());
+        let hashes = TtlMap::new(settings.cache_max, settings.cache_ttl);
         (
             Self {
                 store,
@@ -184,10 +180,13 @@ impl TokenAuthority {
 
     async fn identify_inner(&self, authorization: Option<&str>) -> Result<Identified, ProxyError> {
         let token = bearer_token(authorization).ok_or(ProxyError::MissingToken)?;
-        llm_proxy_store::validate_token_format(token)?;
+        // The memo holds only tokens that passed the format check; others are checked here.
         let (hash, memoized) = match self.hashes.get(token) {
             Some(hash) => (hash, true),
-            None => (llm_proxy_store::hash_token(token), false),
+            None => {
+                llm_proxy_store::validate_token_format(token)?;
+                (llm_proxy_store::hash_token(token), false)
+            }
         };
         let record = self.record_of(&hash).await?;
         if !memoized {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 
+use crate::forward::is_hop_by_hop;
+
 /// The directives of all `Cache-Control` headers of a message that the cache acts on.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheControl {
@@ -190,23 +192,16 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
 /// `Date` (set again on a hit), `Set-Cookie` and `Content-Length` (recomputed) are dropped.
 pub fn keeps_header(name: &HeaderName) -> bool {
     let name = name.as_str();
-    !(matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "date"
-            | "set-cookie"
-            | "content-length"
-            | "x-upstream-request-start"
-            | "x-upstream-request-stop"
-    ) || (name.starts_with("x-proxy-") && name.ends_with("-at")))
+    !(is_hop_by_hop(name)
+        || matches!(
+            name,
+            "date"
+                | "set-cookie"
+                | "content-length"
+                | "x-upstream-request-start"
+                | "x-upstream-request-stop"
+        )
+        || (name.starts_with("x-proxy-") && name.ends_with("-at")))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Uri};
@@ -20,8 +21,9 @@ pub struct Provider {
     pub name: String,
     /// Scheme, authority and optional path prefix of the upstream (no trailing slash).
     pub base_url: Uri,
-    /// Path prefixes clients may call, matched on whole path segments.
-    pub allowed_endpoints: Vec<String>,
+    /// Path prefixes clients may call (without a trailing `/`), matched on whole path segments;
+    /// shared, as they are also the `route` label of the request metrics.
+    pub allowed_endpoints: Vec<Arc<str>>,
     /// Methods clients may use.
     pub allowed_methods: Vec<Method>,
     /// JSON body fields whose values must match one of the glob patterns.
@@ -151,12 +153,16 @@ pub fn load_provider(
     }
 }
 
+fn endpoint(path: &str) -> Arc<str> {
+    Arc::from(path.trim_end_matches('/'))
+}
+
 /// The built-in provider used when no file exists.
 pub fn fallback_provider(base_url: &str) -> Result<Provider, String> {
     Ok(Provider {
         name: "openai".to_owned(),
         base_url: parse_base_url(base_url)?,
-        allowed_endpoints: FALLBACK_ENDPOINTS.iter().map(|e| (*e).to_owned()).collect(),
+        allowed_endpoints: FALLBACK_ENDPOINTS.iter().map(|e| endpoint(e)).collect(),
         allowed_methods: vec![Method::GET, Method::POST, Method::DELETE],
         param_whitelist: Vec::new(),
         allowed_origins: Vec::new(),
@@ -268,7 +274,11 @@ fn build_provider(name: &str, entry: &ProviderEntry) -> Result<Provider, String>
     Ok(Provider {
         name: name.to_owned(),
         base_url,
-        allowed_endpoints: entry.allowed_endpoints.clone(),
+        allowed_endpoints: entry
+            .allowed_endpoints
+            .iter()
+            .map(|e| endpoint(e))
+            .collect(),
         allowed_methods,
         param_whitelist,
         allowed_origins: entry.allowed_origins.clone(),
@@ -403,7 +413,7 @@ apis:
         assert!(p.param_whitelist[0].allows("gpt-4.1-mini"));
         assert!(!p.param_whitelist[0].allows("gpt-3.5-turbo"));
         let a = parse(GOOD, "anthropic").unwrap();
-        assert_eq!(a.allowed_endpoints, vec!["/v1/messages"]);
+        assert_eq!(a.allowed_endpoints, [Arc::<str>::from("/v1/messages")]);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub(super) struct Exchange {
     pub(super) request_id: Uuid,
     pub(super) method: Method,
     pub(super) path: String,
-    pub(super) route: String,
+    pub(super) route: Arc<str>,
     pub(super) status: StatusCode,
     pub(super) error_code: Option<&'static str>,
     pub(super) started: Instant,

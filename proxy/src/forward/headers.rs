@@ -13,27 +13,56 @@ pub(super) const EXPOSED_HEADERS: &str = "X-Request-ID, X-Proxy-ID, X-LLM-Proxy-
      X-RateLimit-Remaining-Requests, X-RateLimit-Reset-Requests";
 pub(super) const PREFLIGHT_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 pub(super) const PREFLIGHT_DEFAULT_HEADERS: &str = "Authorization, Content-Type, X-Requested-With";
+
+pub(super) const X_PROXY: HeaderName = HeaderName::from_static("x-proxy");
+pub(super) const X_PROXY_ID: HeaderName = HeaderName::from_static("x-proxy-id");
+pub(super) const X_PROXY_VERSION: HeaderName = HeaderName::from_static("x-proxy-version");
+pub(super) const X_PROXY_RECEIVED_AT: HeaderName = HeaderName::from_static("x-proxy-received-at");
+pub(super) const X_PROXY_FIRST_RESPONSE_AT: HeaderName =
+    HeaderName::from_static("x-proxy-first-response-at");
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const X_UPSTREAM_REQUEST_START: HeaderName =
+    HeaderName::from_static("x-upstream-request-start");
+pub(super) const X_UPSTREAM_REQUEST_STOP: HeaderName =
+    HeaderName::from_static("x-upstream-request-stop");
 /// Client headers that identify the client's address; never forwarded.
-pub(super) const CLIENT_IP_HEADERS: &[&str] = &[
-    "x-forwarded-for",
-    "x-real-ip",
-    "cf-connecting-ip",
-    "cf-ipcountry",
-    "x-client-ip",
-    "x-original-forwarded-for",
-];
+fn is_client_address(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-for"
+            | "x-real-ip"
+            | "cf-connecting-ip"
+            | "cf-ipcountry"
+            | "x-client-ip"
+            | "x-original-forwarded-for"
+    )
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
-pub(super) const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Client headers the upstream request never carries: hop-by-hop, client address, the proxy's
+/// own (the client cannot spoof them), and those the proxy sets itself.
+fn is_dropped_upstream(name: &str) -> bool {
+    is_hop_by_hop(name)
+        || is_client_address(name)
+        || name.starts_with("x-proxy")
+        || name.starts_with("x-upstream-")
+        || matches!(name, "host" | "content-length" | "authorization")
+}
 
 pub(super) fn preflight(headers: &HeaderMap, origin: Option<&HeaderValue>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -70,13 +99,7 @@ pub(super) fn prepare_upstream_headers(
     request_id: &HeaderValue,
     start_nanos: u64,
 ) {
-    remove_where(headers, |name| {
-        HOP_BY_HOP.contains(&name)
-            || CLIENT_IP_HEADERS.contains(&name)
-            || name.starts_with("x-proxy")
-            || name.starts_with("x-upstream-")
-            || matches!(name, "host" | "content-length" | "authorization")
-    });
+    remove_where(headers, is_dropped_upstream);
     if headers.get(header::ACCEPT).is_none_or(|v| v.is_empty())
         && uri
             .query()
@@ -87,36 +110,31 @@ pub(super) fn prepare_upstream_headers(
             HeaderValue::from_static("text/event-stream"),
         );
     }
-    headers.insert(
-        HeaderName::from_static("x-proxy"),
-        HeaderValue::from_static(PROXY_NAME),
-    );
-    headers.insert(
-        HeaderName::from_static("x-proxy-version"),
-        HeaderValue::from_static(PROXY_VERSION),
-    );
-    headers.insert(HeaderName::from_static("x-request-id"), request_id.clone());
-    headers.insert(
-        HeaderName::from_static("x-upstream-request-start"),
-        HeaderValue::from(start_nanos),
-    );
+    headers.insert(X_PROXY, HeaderValue::from_static(PROXY_NAME));
+    headers.insert(X_PROXY_VERSION, HeaderValue::from_static(PROXY_VERSION));
+    headers.insert(X_REQUEST_ID, request_id.clone());
+    headers.insert(X_UPSTREAM_REQUEST_START, HeaderValue::from(start_nanos));
 }
 
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    remove_where(headers, |name| HOP_BY_HOP.contains(&name));
+    remove_where(headers, is_hop_by_hop);
 }
 
 /// Removes the headers whose (lower-case) name matches `doomed`, and those the `Connection` header
 /// lists. One pass over the headers present: removing each listed name instead would parse and hash
 /// every name of the lists on every request.
-fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
+fn remove_where(headers: &mut HeaderMap, doomed: fn(&str) -> bool) {
+    let listed: Vec<HeaderName> = match headers.get(header::CONNECTION) {
+        None => Vec::new(),
+        Some(_) => headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+            .collect(),
+    };
+    // `collect` allocates nothing when no header matches (the usual response).
     let present: Vec<HeaderName> = headers
         .keys()
         .filter(|name| doomed(name.as_str()) || listed.contains(name))

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Uri};
 use http_body_util::Full;
 use llm_proxy_store::AuditOutcome;
@@ -57,8 +57,14 @@ mod body;
 mod headers;
 mod validate;
 
+pub(crate) use headers::is_hop_by_hop;
+
 use body::{Exchange, IdleTimer, InFlight, TrackedBody};
-use headers::{EXPOSED_HEADERS, PROXY_NAME, preflight, prepare_upstream_headers, strip_hop_by_hop};
+use headers::{
+    EXPOSED_HEADERS, PROXY_NAME, X_PROXY, X_PROXY_FIRST_RESPONSE_AT, X_PROXY_ID,
+    X_PROXY_RECEIVED_AT, X_REQUEST_ID, X_UPSTREAM_REQUEST_START, X_UPSTREAM_REQUEST_STOP,
+    preflight, prepare_upstream_headers, strip_hop_by_hop,
+};
 use validate::{check_origin, check_params, check_path, endpoint_allowed, read_body, route_label};
 
 /// Shared state of the `/v1` handler.
@@ -92,7 +98,7 @@ struct RequestContext {
     started: Instant,
     method: Method,
     path: String,
-    route: String,
+    route: Arc<str>,
     origin: Option<HeaderValue>,
     client_ip: Option<IpAddr>,
 }
@@ -220,7 +226,7 @@ async fn forward(
     prepare_upstream_headers(&mut headers, &parts.uri, &ctx.id_header, start_nanos);
     headers.insert(header::AUTHORIZATION, authorization);
     headers.insert(
-        HeaderName::from_static("x-proxy-id"),
+        X_PROXY_ID,
         HeaderValue::try_from(token.project_id.as_str()).map_err(|_| ProxyError::UpstreamAuth)?,
     );
     let mut upstream_request = http::Request::new(Full::new(body));
@@ -243,20 +249,17 @@ async fn forward(
 
     let (mut parts, incoming) = upstream.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(X_UPSTREAM_REQUEST_START, HeaderValue::from(start_nanos));
     parts.headers.insert(
-        HeaderName::from_static("x-upstream-request-start"),
-        HeaderValue::from(start_nanos),
-    );
-    parts.headers.insert(
-        HeaderName::from_static("x-upstream-request-stop"),
+        X_UPSTREAM_REQUEST_STOP,
         HeaderValue::from(as_nanos(stopped)),
     );
     let first_response_at =
         Rfc3339::at(stopped.as_secs(), stopped.subsec_nanos(), Precision::Nanos);
     if let Ok(at) = HeaderValue::from_str(first_response_at.as_str()) {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-proxy-first-response-at"), at);
+        parts.headers.insert(X_PROXY_FIRST_RESPONSE_AT, at);
     }
     let body = match (&state.cache, cache_plan) {
         (Some(cache), Some(plan)) => {
@@ -315,13 +318,10 @@ fn finish(
     facts: Option<RequestFacts>,
 ) -> Response {
     let headers = response.headers_mut();
-    headers.insert(HeaderName::from_static("x-request-id"), ctx.id_header);
-    headers.insert(
-        HeaderName::from_static("x-proxy"),
-        HeaderValue::from_static(PROXY_NAME),
-    );
+    headers.insert(X_REQUEST_ID, ctx.id_header);
+    headers.insert(X_PROXY, HeaderValue::from_static(PROXY_NAME));
     if let Ok(received) = HeaderValue::from_str(ctx.received_at.as_str()) {
-        headers.insert(HeaderName::from_static("x-proxy-received-at"), received);
+        headers.insert(X_PROXY_RECEIVED_AT, received);
     }
     if cors && let Some(origin) = ctx.origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);

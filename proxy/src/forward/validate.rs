@@ -1,6 +1,8 @@
 //! Request checks of the `/v1` path: path safety, method and endpoint allow-lists, body size, the
 //! param whitelist and the origin rules of the provider.
 
+use std::sync::{Arc, LazyLock};
+
 use axum::body::Body;
 use bytes::Bytes;
 use http::Method;
@@ -15,26 +17,38 @@ pub(super) const MAX_ECHOED_VALUE: usize = 100;
 
 /// Rejects paths that a normalising server could resolve elsewhere than they look.
 pub(super) fn check_path(path: &str) -> Result<(), ProxyError> {
-    // Encoded dot, slash, backslash or NUL (`%2e`, `%2f`, `%5c`, `%00`, any case).
-    let encoded_separator = path.as_bytes().windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                (w[1], w[2].to_ascii_lowercase()),
-                (b'2', b'e' | b'f') | (b'5', b'c') | (b'0', b'0')
-            )
-    });
-    let suspicious = !path.starts_with("/v1/")
-        || path.contains("//")
-        || path.contains('\\')
-        || encoded_separator
-        || path
-            .split('/')
-            .any(|segment| segment == "." || segment == "..");
-    if suspicious {
-        Err(ProxyError::InvalidPath)
-    } else {
-        Ok(())
+    let rest = path
+        .strip_prefix("/v1/")
+        .ok_or(ProxyError::InvalidPath)?
+        .as_bytes();
+    // One pass: `.`/`..` and empty (`//`) segments, backslashes, and an encoded dot, slash,
+    // backslash or NUL (`%2e`, `%2f`, `%5c`, `%00`, any case).
+    let mut segment_start = 0;
+    for index in 0..=rest.len() {
+        let byte = rest.get(index).copied();
+        let suspicious = match byte {
+            None | Some(b'/') => {
+                let segment = rest.get(segment_start..index).unwrap_or_default();
+                segment_start = index + 1;
+                segment == b"." || segment == b".." || (byte.is_some() && segment.is_empty())
+            }
+            Some(b'\\') => true,
+            Some(b'%') => matches!(
+                (
+                    rest.get(index + 1),
+                    rest.get(index + 2).map(u8::to_ascii_lowercase)
+                ),
+                (Some(b'2'), Some(b'e' | b'f'))
+                    | (Some(b'5'), Some(b'c'))
+                    | (Some(b'0'), Some(b'0'))
+            ),
+            Some(_) => false,
+        };
+        if suspicious {
+            return Err(ProxyError::InvalidPath);
+        }
     }
+    Ok(())
 }
 
 /// Allowed endpoints match on whole path segments: `/v1/models` allows `/v1/models/gpt-4o`, not
@@ -43,22 +57,17 @@ pub(super) fn endpoint_allowed(provider: &Provider, path: &str) -> bool {
     matched_endpoint(provider, path).is_some()
 }
 
-pub(super) fn matched_endpoint<'a>(provider: &'a Provider, path: &str) -> Option<&'a str> {
-    provider
-        .allowed_endpoints
-        .iter()
-        .map(|e| e.trim_end_matches('/'))
-        .find(|endpoint| {
-            path.strip_prefix(endpoint)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+pub(super) fn matched_endpoint<'a>(provider: &'a Provider, path: &str) -> Option<&'a Arc<str>> {
+    provider.allowed_endpoints.iter().find(|endpoint| {
+        path.strip_prefix(&***endpoint)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// Metric label of a path: the allowed endpoint it falls under, or `other`.
-pub(super) fn route_label(provider: &Provider, path: &str) -> String {
-    matched_endpoint(provider, path)
-        .unwrap_or("other")
-        .to_owned()
+pub(super) fn route_label(provider: &Provider, path: &str) -> Arc<str> {
+    static OTHER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("other"));
+    matched_endpoint(provider, path).unwrap_or(&OTHER).clone()
 }
 
 pub(super) async fn read_body(
@@ -166,11 +175,21 @@ mod tests {
             "/v1/models%5Cx",
             "/v1/models%5c",
             "/v2/models",
+            "/v1",
+            "/v1/models/.",
+            "/v1/models/..",
+            "/v1/models//",
+            "/v1/%2e",
         ] {
             assert!(check_path(bad).is_err(), "{bad} should be rejected");
         }
         assert!(check_path("/v1/chat/completions").is_ok());
         assert!(check_path("/v1/models/gpt-4o.1").is_ok());
+        assert!(
+            check_path("/v1/models/").is_ok(),
+            "a trailing slash is no trick"
+        );
+        assert!(check_path("/v1/.well").is_ok() && check_path("/v1/a..b").is_ok());
         assert!(
             check_path("/v1/models/a%20b%2").is_ok(),
             "other escapes pass"
@@ -184,7 +203,7 @@ mod tests {
         assert!(endpoint_allowed(&provider, "/v1/models/gpt-4o"));
         assert!(!endpoint_allowed(&provider, "/v1/modelsX"));
         assert!(!endpoint_allowed(&provider, "/v1/threads"));
-        assert_eq!(route_label(&provider, "/v1/models/x"), "/v1/models");
-        assert_eq!(route_label(&provider, "/v1/unknown"), "other");
+        assert_eq!(&*route_label(&provider, "/v1/models/x"), "/v1/models");
+        assert_eq!(&*route_label(&provider, "/v1/unknown"), "other");
     }
 }
