@@ -3,7 +3,7 @@
 //!
 //! A hit is one read lock, one foldhash and one clock reading. moka, used before, also recorded
 //! every read for its eviction policy (frequency sketch, access-order queue, periodic housekeeping):
-//! about a quarter of the proxy's own instructions per request went to its four lookups. That policy
+//! its four lookups per request cost about 7 % of the proxy's own instructions. That policy
 //! earns its cost where clients choose the keys; these maps hold only what the store returned for
 //! tokens and projects that exist, so a client cannot fill them. Caches keyed by client input (the
 //! unknown-token cache, the HTTP cache) stay on moka.
@@ -96,14 +96,16 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
             .remove(key);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

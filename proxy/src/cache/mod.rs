@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 
 use crate::clock::{Precision, Rfc3339};
 use crate::config::{HttpCacheBackend, HttpCacheConfig};
+use crate::forward::X_PROXY_FIRST_RESPONSE_AT;
 use crate::metrics::Metrics;
 use crate::redis_link::{ConnectionManager, FeatureHealth};
 use entry::{CachedResponse, now_ms};
@@ -315,7 +316,7 @@ impl HttpCache {
         }
         headers.insert(header::AGE, HeaderValue::from(entry.age_seconds()));
         if let Ok(at) = HeaderValue::from_str(Rfc3339::now(Precision::Nanos).as_str()) {
-            headers.insert(HeaderName::from_static("x-proxy-first-response-at"), at);
+            headers.insert(X_PROXY_FIRST_RESPONSE_AT, at);
         }
         self.stamp(&mut headers, plan, &status_text, Some(label));
         let status = if not_modified {

@@ -18,13 +18,14 @@ pub(super) const X_PROXY: HeaderName = HeaderName::from_static("x-proxy");
 pub(super) const X_PROXY_ID: HeaderName = HeaderName::from_static("x-proxy-id");
 pub(super) const X_PROXY_VERSION: HeaderName = HeaderName::from_static("x-proxy-version");
 pub(super) const X_PROXY_RECEIVED_AT: HeaderName = HeaderName::from_static("x-proxy-received-at");
-pub(super) const X_PROXY_FIRST_RESPONSE_AT: HeaderName =
+pub(crate) const X_PROXY_FIRST_RESPONSE_AT: HeaderName =
     HeaderName::from_static("x-proxy-first-response-at");
 pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(super) const X_UPSTREAM_REQUEST_START: HeaderName =
     HeaderName::from_static("x-upstream-request-start");
 pub(super) const X_UPSTREAM_REQUEST_STOP: HeaderName =
     HeaderName::from_static("x-upstream-request-stop");
+
 /// Client headers that identify the client's address; never forwarded.
 fn is_client_address(name: &str) -> bool {
     matches!(
@@ -124,17 +125,14 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// lists. One pass over the headers present: removing each listed name instead would parse and hash
 /// every name of the lists on every request.
 fn remove_where(headers: &mut HeaderMap, doomed: fn(&str) -> bool) {
-    let listed: Vec<HeaderName> = match headers.get(header::CONNECTION) {
-        None => Vec::new(),
-        Some(_) => headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-            .collect(),
-    };
-    // `collect` allocates nothing when no header matches (the usual response).
+    // Neither `collect` allocates when nothing matches (the usual case for both).
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
     let present: Vec<HeaderName> = headers
         .keys()
         .filter(|name| doomed(name.as_str()) || listed.contains(name))

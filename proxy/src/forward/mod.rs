@@ -57,15 +57,15 @@ mod body;
 mod headers;
 mod validate;
 
-pub(crate) use headers::is_hop_by_hop;
+pub(crate) use headers::{X_PROXY_FIRST_RESPONSE_AT, is_hop_by_hop};
 
 use body::{Exchange, IdleTimer, InFlight, TrackedBody};
 use headers::{
-    EXPOSED_HEADERS, PROXY_NAME, X_PROXY, X_PROXY_FIRST_RESPONSE_AT, X_PROXY_ID,
-    X_PROXY_RECEIVED_AT, X_REQUEST_ID, X_UPSTREAM_REQUEST_START, X_UPSTREAM_REQUEST_STOP,
-    preflight, prepare_upstream_headers, strip_hop_by_hop,
+    EXPOSED_HEADERS, PROXY_NAME, X_PROXY, X_PROXY_ID, X_PROXY_RECEIVED_AT, X_REQUEST_ID,
+    X_UPSTREAM_REQUEST_START, X_UPSTREAM_REQUEST_STOP, preflight, prepare_upstream_headers,
+    strip_hop_by_hop,
 };
-use validate::{check_origin, check_params, check_path, endpoint_allowed, read_body, route_label};
+use validate::{check_origin, check_params, check_path, matched_endpoint, read_body, route_label};
 
 /// Shared state of the `/v1` handler.
 pub struct ProxyState {
@@ -98,7 +98,8 @@ struct RequestContext {
     started: Instant,
     method: Method,
     path: String,
-    route: Arc<str>,
+    /// The allowed endpoint the path falls under (`None`: refused as `endpoint_not_found`).
+    endpoint: Option<Arc<str>>,
     origin: Option<HeaderValue>,
     client_ip: Option<IpAddr>,
 }
@@ -113,7 +114,7 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         received_at: Rfc3339::now(Precision::Nanos),
         started: Instant::now(),
         method: request.method().clone(),
-        route: route_label(&state.provider, &path),
+        endpoint: matched_endpoint(&state.provider, &path).cloned(),
         path,
         origin: request.headers().get(header::ORIGIN).cloned(),
         client_ip: request
@@ -175,7 +176,7 @@ async fn forward(
     if !provider.allowed_methods.contains(&parts.method) {
         return Err(ProxyError::MethodNotAllowed);
     }
-    if !endpoint_allowed(provider, &ctx.path) {
+    if ctx.endpoint.is_none() {
         return Err(ProxyError::EndpointNotFound);
     }
     let body = read_body(&parts.headers, body, state.max_request_size).await?;
@@ -352,7 +353,7 @@ fn finish(
                 request_id: ctx.id,
                 method: ctx.method,
                 path: ctx.path,
-                route: ctx.route,
+                route: route_label(ctx.endpoint.as_ref()),
                 status,
                 error_code,
                 started: ctx.started,

@@ -51,12 +51,8 @@ pub(super) fn check_path(path: &str) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Allowed endpoints match on whole path segments: `/v1/models` allows `/v1/models/gpt-4o`, not
-/// `/v1/modelsX`.
-pub(super) fn endpoint_allowed(provider: &Provider, path: &str) -> bool {
-    matched_endpoint(provider, path).is_some()
-}
-
+/// The allowed endpoint `path` falls under. Endpoints match on whole path segments: `/v1/models`
+/// allows `/v1/models/gpt-4o`, not `/v1/modelsX`.
 pub(super) fn matched_endpoint<'a>(provider: &'a Provider, path: &str) -> Option<&'a Arc<str>> {
     provider.allowed_endpoints.iter().find(|endpoint| {
         path.strip_prefix(&***endpoint)
@@ -65,9 +61,9 @@ pub(super) fn matched_endpoint<'a>(provider: &'a Provider, path: &str) -> Option
 }
 
 /// Metric label of a path: the allowed endpoint it falls under, or `other`.
-pub(super) fn route_label(provider: &Provider, path: &str) -> Arc<str> {
+pub(super) fn route_label(endpoint: Option<&Arc<str>>) -> Arc<str> {
     static OTHER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("other"));
-    matched_endpoint(provider, path).unwrap_or(&OTHER).clone()
+    endpoint.unwrap_or(&OTHER).clone()
 }
 
 pub(super) async fn read_body(
@@ -199,11 +195,13 @@ mod tests {
     #[test]
     fn endpoints_match_on_segments() {
         let provider = fallback_provider("http://127.0.0.1:1").unwrap();
-        assert!(endpoint_allowed(&provider, "/v1/models"));
-        assert!(endpoint_allowed(&provider, "/v1/models/gpt-4o"));
-        assert!(!endpoint_allowed(&provider, "/v1/modelsX"));
-        assert!(!endpoint_allowed(&provider, "/v1/threads"));
-        assert_eq!(&*route_label(&provider, "/v1/models/x"), "/v1/models");
-        assert_eq!(&*route_label(&provider, "/v1/unknown"), "other");
+        let endpoint_allowed = |path| matched_endpoint(&provider, path).is_some();
+        assert!(endpoint_allowed("/v1/models"));
+        assert!(endpoint_allowed("/v1/models/gpt-4o"));
+        assert!(!endpoint_allowed("/v1/modelsX"));
+        assert!(!endpoint_allowed("/v1/threads"));
+        let route = |path| route_label(matched_endpoint(&provider, path));
+        assert_eq!(&*route("/v1/models/x"), "/v1/models");
+        assert_eq!(&*route("/v1/unknown"), "other");
     }
 }
