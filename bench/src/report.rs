@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::results::{BenchResults, CacheHitScenario, MachineFacts, NotMeasured};
+use crate::results::{BenchResults, CacheHitScenario, MachineFacts, NotMeasured, StreamScenario};
 
 /// One target of issue #6 and whether the run met it (`None`: not measured).
 #[derive(Debug, Clone, PartialEq)]
@@ -357,6 +357,7 @@ pub fn markdown(results: &BenchResults) -> String {
                 "\nTTFT added p99: proxy {:.0} µs, pass-through {:.0} µs.",
                 stream.proxy_ttft_added_p99_us, stream.bare_ttft_added_p99_us
             );
+            write_stream_waves(&mut out, stream);
         }
         None => {
             let _ = writeln!(out, "not measured");
@@ -551,6 +552,45 @@ fn format_added(added: &crate::stats::Added) -> String {
     )
 }
 
+/// TTFT by wave position: the first wave of each round starts after the target sat idle (other
+/// targets were running), so it pays what went cold; later waves start right after a busy wave.
+fn write_stream_waves(out: &mut String, stream: &StreamScenario) {
+    if stream.first_wave.proxy.first_byte.count == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nTTFT by wave (the first wave of each round starts after the target sat idle while the \
+         others ran; later waves start as the previous wave ends):\n\n\
+         | target | first wave p50 | first wave p99 | later waves p50 | later waves p99 | samples (first / later) |\n\
+         |---|---|---|---|---|---|"
+    );
+    for (name, first, later) in [
+        (
+            "direct",
+            &stream.first_wave.direct,
+            &stream.later_waves.direct,
+        ),
+        (
+            "pass-through",
+            &stream.first_wave.bare,
+            &stream.later_waves.bare,
+        ),
+        ("proxy", &stream.first_wave.proxy, &stream.later_waves.proxy),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs | {} / {} |",
+            first.first_byte.p50_us,
+            first.first_byte.p99_us,
+            later.first_byte.p50_us,
+            later.first_byte.p99_us,
+            first.first_byte.count,
+            later.first_byte.count
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,6 +753,8 @@ mod tests {
             direct: summary(0.0),
             bare: summary(0.0),
             proxy: summary(0.0),
+            first_wave: StreamWave::default(),
+            later_waves: StreamWave::default(),
             proxy_ttft_added_p99_us: added,
             bare_ttft_added_p99_us: 0.0,
         };
@@ -727,6 +769,41 @@ mod tests {
         assert_eq!(
             outcome(&evaluate_targets(&results), "stream").met,
             Some(true)
+        );
+    }
+
+    #[test]
+    fn stream_ttft_is_shown_per_wave_when_the_waves_were_recorded() {
+        let ttft = |p50_us: f64, p99_us: f64, count: u64| LoadSummary {
+            first_byte: Percentiles {
+                p50_us,
+                p99_us,
+                max_us: p99_us,
+                count,
+            },
+            ..LoadSummary::default()
+        };
+        let mut results = sample();
+        let mut stream = StreamScenario {
+            direct: summary(0.0),
+            bare: summary(0.0),
+            proxy: summary(0.0),
+            first_wave: StreamWave::default(),
+            later_waves: StreamWave::default(),
+            proxy_ttft_added_p99_us: 0.0,
+            bare_ttft_added_p99_us: 0.0,
+        };
+        results.stream = Some(stream.clone());
+        assert!(
+            !markdown(&results).contains("TTFT by wave"),
+            "results from before the split have no wave table"
+        );
+        stream.first_wave.proxy = ttft(3_000.0, 3_800.0, 64);
+        stream.later_waves.proxy = ttft(1_300.0, 2_600.0, 192);
+        results.stream = Some(stream);
+        assert!(
+            markdown(&results)
+                .contains("| proxy | 3000 µs | 3800 µs | 1300 µs | 2600 µs | 64 / 192 |")
         );
     }
 

@@ -97,12 +97,28 @@ pub struct ThroughputPoint {
 /// S4: SSE streams through each target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamScenario {
+    /// All streams of all rounds.
     pub direct: LoadSummary,
     pub bare: LoadSummary,
     pub proxy: LoadSummary,
+    /// The first wave of each round: its streams start together after the target sat idle while
+    /// the other targets ran, so they pay whatever went cold (absent from older results).
+    #[serde(default)]
+    pub first_wave: StreamWave,
+    /// The later waves of each round: the target was busy streaming just before they started.
+    #[serde(default)]
+    pub later_waves: StreamWave,
     /// proxy TTFT p99 − direct TTFT p99.
     pub proxy_ttft_added_p99_us: f64,
     pub bare_ttft_added_p99_us: f64,
+}
+
+/// One wave position's streams, per target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamWave {
+    pub direct: LoadSummary,
+    pub bare: LoadSummary,
+    pub proxy: LoadSummary,
 }
 
 /// S9: a flood of requests with a well-formed but unknown token.

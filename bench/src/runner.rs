@@ -685,27 +685,51 @@ async fn throughput_point(
 
 /// S4: paced SSE streams; TTFT and inter-frame gaps, in interleaved rounds (rotating order) so
 /// each target's tail holds more than one burst of stream starts and the machine's noise hits all
-/// three alike.
+/// three alike. Each round runs its first wave (`stream_concurrency` streams starting together
+/// after the target sat idle) apart from the rest, so the report can tell what idling costs
+/// (expired caches and quota leases) from what a burst of starts costs.
 async fn stream_scenario(rig: &Rig, settings: &Settings) -> StreamScenario {
-    let stop = Stop::Requests(settings.streams_per_round);
     let concurrency = settings.stream_concurrency;
+    let first_wave_streams = settings.streams_per_round.min(concurrency as u64);
+    let later_streams = settings.streams_per_round - first_wave_streams;
     let rig = &rig.endpoints;
-    let mut totals: [LoadResult; 3] = Default::default();
+    let mut first: [LoadResult; 3] = Default::default();
+    let mut later: [LoadResult; 3] = Default::default();
     for round in 0..settings.stream_rounds.max(1) {
         for index in round_order::<3>(round) {
-            let result = rig
-                .closed(TARGETS[index], STREAM_BODY, concurrency, stop)
-                .await;
-            totals[index].append(&result);
+            for (streams, waves) in [
+                (first_wave_streams, &mut first),
+                (later_streams, &mut later),
+            ] {
+                if streams == 0 {
+                    continue;
+                }
+                let stop = Stop::Requests(streams);
+                let result = rig
+                    .closed(TARGETS[index], STREAM_BODY, concurrency, stop)
+                    .await;
+                waves[index].append(&result);
+            }
         }
     }
-    let [direct, bare, proxy] = totals.map(|result| result.summary());
+    let [direct, bare, proxy] = std::array::from_fn(|index| {
+        let mut all = first[index].clone();
+        all.append(&later[index]);
+        all.summary()
+    });
+    let [first_wave, later_waves] = [&first, &later].map(|waves| StreamWave {
+        direct: waves[0].summary(),
+        bare: waves[1].summary(),
+        proxy: waves[2].summary(),
+    });
     StreamScenario {
         proxy_ttft_added_p99_us: proxy.first_byte.p99_us - direct.first_byte.p99_us,
         bare_ttft_added_p99_us: bare.first_byte.p99_us - direct.first_byte.p99_us,
         direct,
         bare,
         proxy,
+        first_wave,
+        later_waves,
     }
 }
 

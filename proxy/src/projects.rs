@@ -7,8 +7,16 @@
 //! (`LLM_PROXY_API_KEY_CACHE_*`).
 //! The management API clears both for a project through [`ProjectGate::invalidate`]. Concurrent
 //! misses of one project share one store call ([`SingleFlight`]).
+//!
+//! On SQLite (a store this process alone writes), an expired entry is still served and one
+//! background load refreshes it, so a project used after an idle spell does not make its first
+//! requests wait for the database; the TTLs then only bound how late an edit of the database
+//! file behind the proxy's back shows (on the first request after expiry plus one load). On a
+//! shared database (PostgreSQL) an expired entry is reloaded before the request goes on, so
+//! another replica's change applies within the TTL.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -47,18 +55,35 @@ enum Loaded {
 pub struct ProjectGate {
     store: Arc<dyn Store>,
     enforce_active: bool,
+    /// Expired entries are served while one background load refreshes them: only on a store this
+    /// process alone writes ([`Store::single_writer`]), where every change goes through its own
+    /// `/manage` and is invalidated at once, so an expired entry is as good as a fresh one.
+    /// On a shared database an expired entry waits for the reload, so another replica's change
+    /// applies within the TTL.
+    refresh_in_background: bool,
+    caches: Arc<Caches>,
+    loads: SingleFlight<String>,
+}
+
+struct Caches {
     active: TtlMap<String, ProjectFacts>,
     keys: TtlMap<String, HeaderValue>,
-    loads: SingleFlight<String>,
+    /// Bumped by every invalidation, so a load that read the store before a `/manage` change
+    /// does not leave what it read in the caches.
+    invalidations: AtomicU64,
 }
 
 impl ProjectGate {
     pub fn new(store: Arc<dyn Store>, settings: ProjectSettings) -> Self {
         Self {
+            refresh_in_background: store.single_writer(),
             store,
             enforce_active: settings.enforce_active,
-            active: TtlMap::new(settings.active_max, settings.active_ttl),
-            keys: TtlMap::new(settings.key_max, settings.key_ttl),
+            caches: Arc::new(Caches {
+                active: TtlMap::new(settings.active_max, settings.active_ttl),
+                keys: TtlMap::new(settings.key_max, settings.key_ttl),
+                invalidations: AtomicU64::new(0),
+            }),
             loads: SingleFlight::default(),
         }
     }
@@ -74,7 +99,7 @@ impl ProjectGate {
     }
 
     async fn facts(&self, project_id: &str) -> Result<ProjectFacts, ProxyError> {
-        if let Some(facts) = self.active.get(project_id) {
+        if let Some(facts) = self.cached(&self.caches.active, project_id) {
             return Ok(facts);
         }
         Ok(match self.load(project_id).await? {
@@ -94,7 +119,7 @@ impl ProjectGate {
         &self,
         project_id: &str,
     ) -> Result<HeaderValue, ProxyError> {
-        if let Some(value) = self.keys.get(project_id) {
+        if let Some(value) = self.cached(&self.caches.keys, project_id) {
             return Ok(value);
         }
         let access = self.load(project_id).await.map_err(|err| {
@@ -106,49 +131,82 @@ impl ProjectGate {
                 .and_then(|a| bearer(&a.api_key))
                 .ok_or(ProxyError::UpstreamAuth),
             // Another request loaded the project meanwhile: its key, if usable, is cached.
-            Loaded::Elsewhere(_) => self.keys.get(project_id).ok_or(ProxyError::UpstreamAuth),
+            Loaded::Elsewhere(_) => self
+                .caches
+                .keys
+                .get(project_id)
+                .ok_or(ProxyError::UpstreamAuth),
         }
     }
 
     /// Forgets what is cached about a project.
     pub fn invalidate(&self, project_id: &str) {
-        self.active.invalidate(project_id);
-        self.keys.invalidate(project_id);
+        self.caches.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.caches.active.invalidate(project_id);
+        self.caches.keys.invalidate(project_id);
+    }
+
+    /// A cached value; on a single-writer store also an expired one, whose refresh this call then
+    /// starts in the background when it is the first to see it expired.
+    fn cached<V: Clone>(&self, map: &TtlMap<String, V>, project_id: &str) -> Option<V> {
+        if !self.refresh_in_background {
+            return map.get(project_id);
+        }
+        let (value, refresh) = map.get_or_stale(project_id)?;
+        if refresh {
+            let store = self.store.clone();
+            let caches = self.caches.clone();
+            let project_id = project_id.to_owned();
+            tokio::spawn(async move {
+                if let Err(err) = caches.fill(store.as_ref(), &project_id).await {
+                    tracing::warn!(error = %err, project_id, "project refresh failed; the cached facts stay in use");
+                }
+            });
+        }
+        Some(value)
     }
 
     /// Loads the project from the store, unless a concurrent request just did and cached it.
     async fn load(&self, project_id: &str) -> Result<Loaded, ProxyError> {
         let key = project_id.to_owned();
+        let store = self.store.as_ref();
         if let Some(loaded) = self
             .loads
-            .lead_or_wait(&key, self.load_from_store(project_id))
+            .lead_or_wait(&key, self.caches.fill(store, project_id))
             .await
         {
             return Ok(Loaded::Here(loaded?));
         }
-        if let Some(facts) = self.active.get(project_id) {
+        if let Some(facts) = self.caches.active.get(project_id) {
             return Ok(Loaded::Elsewhere(facts));
         }
-        Ok(Loaded::Here(self.load_from_store(project_id).await?))
+        Ok(Loaded::Here(self.caches.fill(store, project_id).await?))
     }
+}
 
-    /// One store call; fills both caches.
-    async fn load_from_store(&self, project_id: &str) -> Result<Option<ProjectAccess>, ProxyError> {
-        let access = self.store.project_access(project_id).await?;
-        match &access {
-            Some(a) => {
-                let facts = ProjectFacts {
-                    is_active: a.is_active,
-                    rate_limits: a.rate_limits,
-                };
-                self.active.insert(project_id.to_owned(), facts);
-                if let Some(value) = bearer(&a.api_key) {
-                    self.keys.insert(project_id.to_owned(), value);
-                }
-            }
-            None => self
-                .active
-                .insert(project_id.to_owned(), ProjectFacts::default()),
+impl Caches {
+    /// One store call; fills both caches unless the project was invalidated meanwhile.
+    async fn fill(
+        &self,
+        store: &dyn Store,
+        project_id: &str,
+    ) -> Result<Option<ProjectAccess>, ProxyError> {
+        let before = self.invalidations.load(Ordering::SeqCst);
+        let access = store.project_access(project_id).await?;
+        let facts = access
+            .as_ref()
+            .map_or_else(ProjectFacts::default, |a| ProjectFacts {
+                is_active: a.is_active,
+                rate_limits: a.rate_limits,
+            });
+        self.active.insert(project_id.to_owned(), facts);
+        if let Some(value) = access.as_ref().and_then(|a| bearer(&a.api_key)) {
+            self.keys.insert(project_id.to_owned(), value);
+        }
+        // Checked after inserting: an invalidation that comes later removes the entries itself.
+        if self.invalidations.load(Ordering::SeqCst) != before {
+            self.active.invalidate(project_id);
+            self.keys.invalidate(project_id);
         }
         Ok(access)
     }

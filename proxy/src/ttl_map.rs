@@ -8,7 +8,8 @@
 //! tokens and projects that exist, so a client cannot fill them. Caches keyed by client input (the
 //! unknown-token cache, the HTTP cache) stay on moka.
 //!
-//! Expiry: a lookup never returns an expired entry, and removes it. Inserting into a full map first
+//! Expiry: [`TtlMap::get`] never returns an expired entry, and removes it; [`TtlMap::get_or_stale`]
+//! returns it and names one caller to refresh it. Inserting into a full map first
 //! drops the expired entries; if it is still full, an eighth of the entries (arbitrary ones) go, so
 //! a working set larger than the bound costs one scan per `max / 8` inserts, not one per insert.
 
@@ -61,6 +62,33 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
             entries.remove(key);
         }
         None
+    }
+
+    /// The value of `key`, also once it expired (stale-while-revalidate). `Some((value, true))`
+    /// means the entry had expired and this caller is the one to refresh it: its expiry moved a TTL
+    /// on, so concurrent callers keep getting the value (with `false`) while the refresh runs, and
+    /// a failed refresh is retried one TTL later. Expired entries still give way when the map is
+    /// full.
+    pub fn get_or_stale<Q>(&self, key: &Q) -> Option<(V, bool)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = Instant::now();
+        {
+            let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+            let entry = entries.get(key)?;
+            if entry.expires > now {
+                return Some((entry.value.clone(), false));
+            }
+        }
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.get_mut(key)?;
+        let refresh = entry.expires <= now;
+        if refresh {
+            entry.expires = now + self.ttl;
+        }
+        Some((entry.value.clone(), refresh))
     }
 
     /// Inserts or replaces `key`, valid for the map's TTL from now.
@@ -129,6 +157,27 @@ mod tests {
             expired.is_empty(),
             "the expired entry was removed by the lookup"
         );
+    }
+
+    #[test]
+    fn a_stale_entry_is_served_and_exactly_one_caller_is_asked_to_refresh_it() {
+        let map = TtlMap::new(10, Duration::from_secs(60));
+        assert_eq!(map.get_or_stale("absent"), None);
+        map.insert("a".to_owned(), 1);
+        assert_eq!(map.get_or_stale("a"), Some((1, false)), "fresh");
+        // Age the entry past its TTL without sleeping.
+        if let Some(entry) = map.entries.write().unwrap().get_mut("a") {
+            entry.expires = Instant::now() - Duration::from_secs(1);
+        }
+        assert_eq!(map.get_or_stale("a"), Some((1, true)), "stale: refresh it");
+        assert_eq!(
+            map.get_or_stale("a"),
+            Some((1, false)),
+            "the refresh is claimed: the others keep the value"
+        );
+        map.insert("a".to_owned(), 2);
+        assert_eq!(map.get_or_stale("a"), Some((2, false)), "refreshed");
+        assert_eq!(map.get("a"), Some(2));
     }
 
     #[test]

@@ -924,3 +924,32 @@ async fn http2_clients_with_prior_knowledge_are_served() {
         .unwrap();
     assert_eq!(common::send(&h2, health).await.status, StatusCode::OK);
 }
+
+/// On SQLite an expired project entry keeps serving while one background load refreshes it, so a
+/// project used after an idle spell does not wait for the database; an edit of the database behind
+/// the proxy's back (not through `/manage`) shows once that load is done.
+#[tokio::test]
+async fn on_sqlite_an_expired_project_entry_serves_while_it_reloads() {
+    let h = Harness::with_short_project_ttl(None).await;
+    let token = h.token(None, None).await;
+    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+    h.deactivate_project_in_store().await;
+    // Lets the 1 ms TTL run out (time passing, not synchronisation: nothing is waited for).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        h.chat(&token, CHAT_BODY).await.status,
+        200,
+        "the expired entry serves this request and starts the reload"
+    );
+    let mut refused = None;
+    for _ in 0..500 {
+        let reply = h.chat(&token, CHAT_BODY).await;
+        if reply.status != 200 {
+            refused = Some(reply);
+            break;
+        }
+    }
+    refused
+        .expect("the background reload applies the deactivation")
+        .assert_error(403, "project_inactive");
+}

@@ -79,3 +79,18 @@ async fn a_lost_database_makes_ready_and_admission_fail_cleanly() {
         .assert_error(503, "service_unavailable");
     assert!(h.mock.requests().is_empty());
 }
+
+/// On a shared database an expired project entry is reloaded before the request goes on (no
+/// stale serving), so another replica's deactivation applies within the TTL.
+#[tokio::test]
+async fn on_postgres_an_expired_project_entry_is_reloaded_before_answering() {
+    let h = Harness::with_short_project_ttl(Some(common::fresh_pg_database().await)).await;
+    let token = h.token(None, None).await;
+    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+    h.deactivate_project_in_store().await;
+    // Lets the 1 ms TTL run out (time passing, not synchronisation: nothing is waited for).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    h.chat(&token, CHAT_BODY)
+        .await
+        .assert_error(403, "project_inactive");
+}

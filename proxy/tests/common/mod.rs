@@ -184,6 +184,27 @@ impl Harness {
         }
     }
 
+    /// Deactivates the harness's project in the database directly, as an edit behind the proxy's
+    /// back would (no `/manage`, so no cache is invalidated).
+    pub async fn deactivate_project_in_store(&self) {
+        let update = llm_proxy_store::ProjectUpdate {
+            is_active: Some(false),
+            ..Default::default()
+        };
+        let updated = self.store.update_project(&self.project.id, update).await;
+        assert!(updated.unwrap().is_some(), "the project exists");
+    }
+
+    /// A harness whose project-active cache entries expire after 1 ms.
+    pub async fn with_short_project_ttl(postgres_url: Option<String>) -> Self {
+        Self::with(Options {
+            env: vec![(env::LLM_PROXY_ACTIVE_CACHE_TTL, "1ms".to_owned())],
+            postgres_url,
+            ..Options::default()
+        })
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
