@@ -76,9 +76,9 @@ env_vars! {
     METRICS_PATH = "METRICS_PATH", default "/metrics", Server, secret false, "Path of the JSON metrics summary.";
     // Hot-path caches
     LLM_PROXY_ENFORCE_PROJECT_ACTIVE = "LLM_PROXY_ENFORCE_PROJECT_ACTIVE", default "true", Server, secret false, "Reject requests of inactive projects with 403.";
-    LLM_PROXY_ACTIVE_CACHE_TTL = "LLM_PROXY_ACTIVE_CACHE_TTL", default "5s", Server, secret false, "TTL of the project-active cache (on SQLite an expired entry keeps serving while it reloads in the background).";
+    LLM_PROXY_ACTIVE_CACHE_TTL = "LLM_PROXY_ACTIVE_CACHE_TTL", default "5s", Server, secret false, "TTL of the project-active cache (on SQLite an expired entry keeps serving while it reloads in the background; 0 = a store lookup per request).";
     LLM_PROXY_ACTIVE_CACHE_MAX = "LLM_PROXY_ACTIVE_CACHE_MAX", default "10000", Server, secret false, "Entries of the project-active cache.";
-    LLM_PROXY_API_KEY_CACHE_TTL = "LLM_PROXY_API_KEY_CACHE_TTL", default "30s", Server, secret false, "TTL of the decrypted provider-key cache (on SQLite an expired entry keeps serving while it reloads in the background).";
+    LLM_PROXY_API_KEY_CACHE_TTL = "LLM_PROXY_API_KEY_CACHE_TTL", default "30s", Server, secret false, "TTL of the decrypted provider-key cache (on SQLite an expired entry keeps serving while it reloads in the background; 0 = a store lookup per request).";
     LLM_PROXY_API_KEY_CACHE_MAX = "LLM_PROXY_API_KEY_CACHE_MAX", default "10000", Server, secret false, "Entries of the provider-key cache.";
     LLM_PROXY_TOKEN_CACHE_TTL = "LLM_PROXY_TOKEN_CACHE_TTL", default "5m", Server, secret false, "TTL of the token lookup cache (revocation invalidates it at once).";
     LLM_PROXY_TOKEN_CACHE_MAX = "LLM_PROXY_TOKEN_CACHE_MAX", default "10000", Server, secret false, "Entries of the token lookup cache (and of the token-hash memo).";

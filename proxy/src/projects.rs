@@ -11,7 +11,8 @@
 //! On SQLite (a store this process alone writes), an expired entry is still served and one
 //! background load refreshes it, so a project used after an idle spell does not make its first
 //! requests wait for the database; the TTLs then only bound how late an edit of the database
-//! file behind the proxy's back shows (on the first request after expiry plus one load). On a
+//! file behind the proxy's back shows (on the first request after expiry plus one load; a zero
+//! TTL keeps every lookup on the store, as before). On a
 //! shared database (PostgreSQL) an expired entry is reloaded before the request goes on, so
 //! another replica's change applies within the TTL.
 
@@ -57,7 +58,8 @@ pub struct ProjectGate {
     enforce_active: bool,
     /// Expired entries are served while one background load refreshes them: only on a store this
     /// process alone writes ([`Store::single_writer`]), where every change goes through its own
-    /// `/manage` and is invalidated at once, so an expired entry is as good as a fresh one.
+    /// `/manage` and is invalidated at once, so an expired entry is as good as a fresh one, and
+    /// only with non-zero TTLs.
     /// On a shared database an expired entry waits for the reload, so another replica's change
     /// applies within the TTL.
     refresh_in_background: bool,
@@ -76,7 +78,11 @@ struct Caches {
 impl ProjectGate {
     pub fn new(store: Arc<dyn Store>, settings: ProjectSettings) -> Self {
         Self {
-            refresh_in_background: store.single_writer(),
+            // A zero TTL asks for a store call on every lookup: it keeps that on the request path
+            // (serving stale would start a background load per request instead).
+            refresh_in_background: store.single_writer()
+                && !settings.active_ttl.is_zero()
+                && !settings.key_ttl.is_zero(),
             store,
             enforce_active: settings.enforce_active,
             caches: Arc::new(Caches {

@@ -953,3 +953,20 @@ async fn on_sqlite_an_expired_project_entry_serves_while_it_reloads() {
         .expect("the background reload applies the deactivation")
         .assert_error(403, "project_inactive");
 }
+
+/// A zero project-active TTL keeps every lookup on the store, also on SQLite: an edit behind the
+/// proxy's back applies to the very next request.
+#[tokio::test]
+async fn a_zero_project_ttl_checks_the_store_on_every_request() {
+    let h = Harness::with(Options {
+        env: vec![(env::LLM_PROXY_ACTIVE_CACHE_TTL, "0".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let token = h.token(None, None).await;
+    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+    h.deactivate_project_in_store().await;
+    h.chat(&token, CHAT_BODY)
+        .await
+        .assert_error(403, "project_inactive");
+}
