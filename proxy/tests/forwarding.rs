@@ -930,7 +930,7 @@ async fn http2_clients_with_prior_knowledge_are_served() {
 /// the proxy's back (not through `/manage`) shows once that load is done.
 #[tokio::test]
 async fn on_sqlite_an_expired_project_entry_serves_while_it_reloads() {
-    let h = Harness::with_short_project_ttl(None).await;
+    let h = Harness::with_project_ttl("1ms", None).await;
     let token = h.token(None, None).await;
     assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
     h.deactivate_project_in_store().await;
@@ -958,11 +958,7 @@ async fn on_sqlite_an_expired_project_entry_serves_while_it_reloads() {
 /// proxy's back applies to the very next request.
 #[tokio::test]
 async fn a_zero_project_ttl_checks_the_store_on_every_request() {
-    let h = Harness::with(Options {
-        env: vec![(env::LLM_PROXY_ACTIVE_CACHE_TTL, "0".to_owned())],
-        ..Options::default()
-    })
-    .await;
+    let h = Harness::with_project_ttl("0", None).await;
     let token = h.token(None, None).await;
     assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
     h.deactivate_project_in_store().await;

@@ -195,10 +195,10 @@ impl Harness {
         assert!(updated.unwrap().is_some(), "the project exists");
     }
 
-    /// A harness whose project-active cache entries expire after 1 ms.
-    pub async fn with_short_project_ttl(postgres_url: Option<String>) -> Self {
+    /// A harness whose project-active cache entries expire after `ttl` (e.g. `1ms`, `0`).
+    pub async fn with_project_ttl(ttl: &str, postgres_url: Option<String>) -> Self {
         Self::with(Options {
-            env: vec![(env::LLM_PROXY_ACTIVE_CACHE_TTL, "1ms".to_owned())],
+            env: vec![(env::LLM_PROXY_ACTIVE_CACHE_TTL, ttl.to_owned())],
             postgres_url,
             ..Options::default()
         })
