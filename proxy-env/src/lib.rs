@@ -56,7 +56,7 @@ env_vars! {
     DB_DRIVER = "DB_DRIVER", default "sqlite", Server, secret false, "`sqlite` or `postgres`.";
     DATABASE_PATH = "DATABASE_PATH", default "./data/llm-proxy.db", Server, secret false, "SQLite database file.";
     DATABASE_URL = "DATABASE_URL", default "", Server, secret true, "PostgreSQL URL when DB_DRIVER=postgres.";
-    DATABASE_POOL_SIZE = "DATABASE_POOL_SIZE", default "10", Server, secret false, "Maximum open database connections.";
+    DATABASE_POOL_SIZE = "DATABASE_POOL_SIZE", default "10", Server, secret false, "Maximum open database connections (on SQLite, for reads; every write goes through one more connection of its own).";
     DATABASE_MAX_IDLE_CONNS = "DATABASE_MAX_IDLE_CONNS", default "5", Server, secret false, "Connections kept open when idle.";
     DATABASE_CONN_MAX_LIFETIME = "DATABASE_CONN_MAX_LIFETIME", default "1h", Server, secret false, "Maximum lifetime of a database connection.";
     // Security

@@ -16,6 +16,8 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// [`crate::Store`] over a PostgreSQL pool.
 pub struct PostgresStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL serialises writers per row, without waiting in a busy handler.
+    writer: PgPool,
     encryption_key: Option<EncryptionKey>,
 }
 
@@ -25,6 +27,7 @@ impl PostgresStore {
         let pool = open_pool(url, config).await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self {
+            writer: pool.clone(),
             pool,
             encryption_key: config.encryption_key.clone(),
         })

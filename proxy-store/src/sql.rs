@@ -124,7 +124,8 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-/// Implements [`crate::Store`] for `$store` (a struct with `pool: sqlx::Pool<$db>` and
+/// Implements [`crate::Store`] for `$store` (a struct with `pool: sqlx::Pool<$db>` for reads,
+/// `writer: sqlx::Pool<$db>` for every statement that writes, and
 /// `encryption_key: Option<EncryptionKey>`).
 macro_rules! impl_store {
     ($store:ident, $db:ty, like = $like:literal, single_writer = $single_writer:literal) => {
@@ -176,7 +177,7 @@ macro_rules! impl_store {
                     ))
                     .bind(hash.as_str())
                     .bind(now)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await?;
                     if let Some(record) = admitted {
                         return Ok(Admission::Admitted(record));
@@ -196,7 +197,7 @@ macro_rules! impl_store {
                          WHERE t.token_hash = $1",
                     )
                     .bind(hash.as_str())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await?;
                     let refusal = match state {
                         None => Some(Admission::NotFound),
@@ -236,7 +237,7 @@ macro_rules! impl_store {
                 .bind(hash.as_str())
                 .bind(now)
                 .bind(count)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 Ok(reserved)
             }
@@ -248,7 +249,7 @@ macro_rules! impl_store {
                 if batch.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 for delta in batch {
                     sqlx::query(
                         "UPDATE tokens SET request_count = CASE WHEN request_count + $2 < 0 \
@@ -318,7 +319,7 @@ macro_rules! impl_store {
                 .bind(event.reason.as_deref())
                 .bind(event.token_id.as_deref())
                 .bind(event.metadata.as_deref())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -351,7 +352,7 @@ macro_rules! impl_store {
                 .bind(token_window)
                 .bind(project_requests)
                 .bind(project_window)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(|e| {
                     $crate::StoreError::conflict_or_database(e, "a project with this name")
@@ -404,7 +405,7 @@ macro_rules! impl_store {
                     $crate::RateLimit::to_columns(update.per_token_limit.flatten());
                 let (project_requests, project_window) =
                     $crate::RateLimit::to_columns(update.per_project_limit.flatten());
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let project = sqlx::query_as::<$db, $crate::Project>(concat!(
                     "UPDATE projects SET name = COALESCE($2, name), \
                      api_key = COALESCE($3, api_key), \
@@ -478,7 +479,7 @@ macro_rules! impl_store {
                 .bind(token.expires_at)
                 .bind(token.max_requests)
                 .bind($crate::now())
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(|e| $crate::StoreError::conflict_or_database(e, "this token"))
             }
@@ -534,7 +535,7 @@ macro_rules! impl_store {
                 .bind($crate::now())
                 .bind(update.max_requests.is_some())
                 .bind(update.max_requests.flatten())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 Ok(token)
             }
@@ -551,7 +552,7 @@ macro_rules! impl_store {
                 ))
                 .bind(id)
                 .bind($crate::now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 Ok(token)
             }
@@ -560,7 +561,7 @@ macro_rules! impl_store {
                 &self,
                 project_id: &str,
             ) -> Result<Option<$crate::RevokeSummary>, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let revoked = sqlx::query_scalar::<$db, String>(
                     "UPDATE tokens SET is_active = FALSE, deactivated_at = $2 \
                      WHERE project_id = $1 AND is_active RETURNING token_hash",

@@ -611,6 +611,58 @@ mod cases {
         );
     }
 
+    /// Reservations, admissions, usage batches, audit inserts and token creation at once, more of
+    /// them than the pool has connections: every write lands exactly once (on SQLite they queue for
+    /// the one writer connection; a write that waited for a second one while holding it would
+    /// deadlock and fail with the acquire timeout).
+    pub async fn concurrent_writes_all_land(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let store = db.open().await;
+        let p = project(&*store, "p").await;
+        let (_, limited) = token(&*store, &p.id, None, Some(1_000)).await;
+        let (_, unlimited) = token(&*store, &p.id, None, None).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let store = Arc::clone(&store);
+            let limited = limited.token_hash.clone();
+            let unlimited = unlimited.token_hash.clone();
+            let project_id = p.id.clone();
+            tasks.spawn(async move {
+                let now = Utc::now();
+                let reserved = store.reserve(&limited, now, 3).await.unwrap();
+                assert!(reserved.is_some(), "reservation {i} refused");
+                let admitted = store.admit(&limited, now).await.unwrap();
+                assert!(matches!(admitted, Admission::Admitted(_)), "{admitted:?}");
+                let usage = UsageDelta {
+                    hash: unlimited,
+                    requests: 2,
+                    cache_hits: 1,
+                    last_used_at: now,
+                };
+                store.record_usage(&[usage]).await.unwrap();
+                let event = AuditEvent::new("token.create", "test", AuditOutcome::Success);
+                store.insert_audit(&event).await.unwrap();
+                token(&*store, &project_id, None, None).await;
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result.unwrap();
+        }
+        let count = |id| {
+            let store = Arc::clone(&store);
+            async move { store.get_token(id).await.unwrap().unwrap() }
+        };
+        assert_eq!(count(limited.id).await.request_count, 40 * 4);
+        let unlimited = count(unlimited.id).await;
+        assert_eq!(
+            (unlimited.request_count, unlimited.cache_hit_count),
+            (80, 40)
+        );
+        assert_eq!(store.list_tokens(Some(&p.id)).await.unwrap().len(), 42);
+        let audit = store.list_audit(&AuditQuery::default()).await.unwrap();
+        assert_eq!(audit.total_count, 40);
+    }
+
     pub async fn quota_reservations_never_over_admit(backend: Backend) {
         let db = TestDb::new(backend).await;
         let store = db.open().await;
@@ -1067,6 +1119,10 @@ macro_rules! suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn quota_is_atomic_under_concurrency() {
             cases::quota_is_atomic_under_concurrency($backend).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_writes_all_land() {
+            cases::concurrent_writes_all_land($backend).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn quota_reservations_never_over_admit() {
