@@ -12,11 +12,13 @@
 //! longer fits. Once half of a chunk is used, the next one is reserved ahead in a background task, so
 //! a busy token's requests do not wait for the database. A lease serves for at most its TTL after
 //! its last reservation: [`LEASE_TTL`] (1 s) on a shared database (PostgreSQL), where it bounds how
-//! late another replica's change applies, and [`SINGLE_WRITER_LEASE_TTL`] (10 s) on SQLite, whose
+//! late another replica's change applies, and [`SINGLE_WRITER_LEASE_TTL`] (60 s) on SQLite, whose
 //! only writer is this process (every change goes through its own `/manage` and ends the lease at
-//! once). Once half of the TTL has passed, a request the lease serves renews it in the background
-//! (a reservation of 0 requests: the token is re-checked and the TTL restarts), so a token in
-//! steady use, even a slow one (one request per half TTL), never waits for the database either.
+//! once). Once half of the TTL (at most [`RENEW_INTERVAL`], 5 s) has passed since the last
+//! reservation, a request the lease serves renews it in the background (a reservation of 0
+//! requests: the token is re-checked, `last_used_at` set and the TTL restarts), so a token in
+//! steady use, even a slow one (one request a minute on SQLite), never waits for the database
+//! either.
 //! When a lease expires, its unused part is returned
 //! (`request_count -= unused`, batched with usage), so `k` concurrent requests on a token with
 //! `max_requests = k` still admit exactly `k`, and a crash can only under-admit. Consequences:
@@ -71,9 +73,13 @@ const FLUSH_BATCH: usize = 100;
 pub const LEASE_TTL: Duration = Duration::from_secs(1);
 /// The same on a database this process alone writes ([`Store::single_writer`]): no other replica
 /// can change a token behind its back, so the lease only bounds how long unused reservations stay
-/// counted in the database after the token cools down, and a token used every few seconds keeps
-/// its lease instead of waiting for a reservation on each burst.
-pub const SINGLE_WRITER_LEASE_TTL: Duration = Duration::from_secs(10);
+/// counted in the database after the token cools down (`/manage` leaves them out; a crash loses
+/// them, which can only under-admit), and a token used in bursts up to a minute apart keeps its
+/// lease instead of waiting for a reservation at the start of each burst.
+pub const SINGLE_WRITER_LEASE_TTL: Duration = Duration::from_secs(60);
+/// A lease in use is renewed at most this long after its last reservation, so `last_used_at` of a
+/// limited token lags by about this much at most, whatever the lease's TTL.
+pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest quota chunk one reservation takes. A chunk only grows this large for a token that uses
 /// half of it within [`LEASE_TTL`], so about one reservation per 0.1 s at 10,000 requests/s: each one
 /// is a database write and a wake-up of its worker (about 5 % of the proxy's CPU at a limit of 32).
@@ -422,6 +428,8 @@ struct QuotaLeases {
 struct LeaseSlot {
     /// How long a reservation serves ([`LEASE_TTL`] or [`SINGLE_WRITER_LEASE_TTL`]).
     ttl: Duration,
+    /// How long after a reservation a request served asks for a renewal.
+    renew_after: Duration,
     state: Mutex<LeaseState>,
     refill: tokio::sync::Mutex<()>,
     /// Requests waiting for `refill`: a burst on a cool token is served by one reservation sized
@@ -529,6 +537,7 @@ impl LeaseSlot {
     fn new(ttl: Duration) -> Self {
         Self {
             ttl,
+            renew_after: (ttl / 2).min(RENEW_INTERVAL),
             state: Mutex::default(),
             refill: tokio::sync::Mutex::default(),
             waiting: AtomicI64::default(),
@@ -540,8 +549,8 @@ impl LeaseSlot {
     }
 
     /// Serves one request from the lease if it still can; a token that expired meanwhile is refused.
-    /// Once half of a chunk is used, asks for the next one to be reserved ahead; once half of the
-    /// lease's TTL has passed, for a renewal (a reservation of 0). One at a time.
+    /// Once half of a chunk is used, asks for the next one to be reserved ahead; once `renew_after`
+    /// has passed since the last reservation, for a renewal (a reservation of 0). One at a time.
     fn take(&self, now: Instant, wall_now: DateTime<Utc>) -> Result<Option<Served>, ProxyError> {
         let mut state = self.lock();
         let Some(expires) = state.expires.filter(|e| *e > now) else {
@@ -562,8 +571,9 @@ impl LeaseSlot {
         let grow = (state.chunk >= 2 && state.remaining <= state.chunk / 2)
             .then(|| (state.chunk * 2).min(cap))
             .filter(|chunk| *chunk >= 2);
-        let renew =
-            (!state.renewal_refused && expires.duration_since(now) <= self.ttl / 2).then_some(0);
+        let renew = (!state.renewal_refused
+            && expires.duration_since(now) <= self.ttl.saturating_sub(self.renew_after))
+        .then_some(0);
         let prefetch = if state.prefetching {
             None
         } else {
@@ -838,7 +848,7 @@ mod tests {
     }
 
     #[test]
-    fn a_single_writer_lease_serves_across_pauses_of_a_few_seconds() {
+    fn a_single_writer_lease_serves_across_pauses_of_half_a_minute() {
         let slot = LeaseSlot::new(SINGLE_WRITER_LEASE_TTL);
         let start = Instant::now();
         slot.install(&Arc::new(record()), 32, 32);
@@ -848,7 +858,11 @@ mod tests {
         assert_eq!(
             prefetch_at(&slot, later),
             Some(0),
-            "renewed past half its TTL"
+            "renewed once RENEW_INTERVAL has passed, long before half its TTL"
+        );
+        assert!(
+            serves_at(&slot, start + Duration::from_secs(30)),
+            "a burst half a minute later is served from the lease"
         );
         assert!(
             !serves_at(&slot, start + SINGLE_WRITER_LEASE_TTL * 2),

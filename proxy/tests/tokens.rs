@@ -306,7 +306,7 @@ async fn hot_limited_token(h: &Harness) -> (llm_proxy_store::TokenHash, i64) {
     );
     // `/manage` leaves this process's unserved reservation out; a reservation ahead still in
     // flight is in the database before it is in the lease, hence the (short) wait. Without the
-    // correction the count would stay above `served` until the lease ends (10 s on SQLite).
+    // correction the count would stay above `served` until the lease ends (60 s on SQLite).
     let path = format!("/manage/tokens/{}", counted.id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -333,7 +333,7 @@ async fn hot_limited_token_reservations_are_not_shown_as_used() {
 async fn hot_limited_token_reservations_are_returned_on_a_shared_database() {
     let h = Harness::on_postgres().await;
     let (hash, served) = hot_limited_token(&h).await;
-    // The lease ends 1 s after its last reservation on PostgreSQL (10 s on SQLite, the only
+    // The lease ends 1 s after its last reservation on PostgreSQL (60 s on SQLite, the only
     // writer of its file); its unused part then goes back to the database.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
