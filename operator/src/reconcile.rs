@@ -1,8 +1,10 @@
 //! One reconcile of an `LlmProxy`: validate → ensure generated Secrets → dereference → render →
-//! apply → delete unwanted children → observe → status (written only when it changed) → Events.
+//! apply → delete unwanted children (only when the wanted set changed since the last sweep) →
+//! observe → status (written only when it changed) → Events.
 //! The error policy waits for a change on spec problems and backs off exponentially otherwise.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +44,48 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
     unseen_status: UnseenStatuses,
+    swept: SweptChildren,
+}
+
+/// Most objects whose last sweep [`SweptChildren`] remembers; when full it forgets them all (each
+/// then sweeps once more), so deleted objects cannot grow it without bound.
+const MAX_SWEPT: usize = 10_000;
+
+/// The wanted children of each object (by uid) as of its last successful sweep for unwanted ones.
+///
+/// Sweeping lists every child kind (about a dozen list requests per reconcile, every resync). A
+/// child becomes unwanted only when the wanted set changes (spec, referenced Secrets, the
+/// ServiceMonitor CRD), so a sweep with the same set as the last one would find nothing: it is
+/// skipped. The map lives as long as one leadership term (the context is rebuilt on each), so a
+/// restart or a new leader, which may have missed changes, sweeps everything once.
+#[derive(Default)]
+struct SweptChildren(Mutex<HashMap<String, u64>>);
+
+impl SweptChildren {
+    /// A fingerprint of the wanted set (child names and whether ServiceMonitors are swept too).
+    fn fingerprint(children: &[serde_json::Value], service_monitor_crd_served: bool) -> u64 {
+        let mut names: Vec<String> = children.iter().map(crate::apply::display_name).collect();
+        names.sort_unstable();
+        let mut hasher = DefaultHasher::new();
+        names.hash(&mut hasher);
+        service_monitor_crd_served.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn is_current(&self, uid: &str, fingerprint: u64) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|swept| swept.get(uid) == Some(&fingerprint))
+    }
+
+    fn record(&self, uid: &str, fingerprint: u64) {
+        if let Ok(mut swept) = self.0.lock() {
+            if swept.len() >= MAX_SWEPT && !swept.contains_key(uid) {
+                swept.clear();
+            }
+            swept.insert(uid.to_owned(), fingerprint);
+        }
+    }
 }
 
 /// Status writes of this operator that the controller's cache may not show yet, by object uid.
@@ -100,6 +144,7 @@ impl Context {
             metrics,
             failures: Mutex::new(HashMap::new()),
             unseen_status: UnseenStatuses::default(),
+            swept: SweptChildren::default(),
         }
     }
 
@@ -259,7 +304,7 @@ async fn apply_children(
         ctx.client.clone(),
         namespace.to_owned(),
         name.to_owned(),
-        uid,
+        uid.clone(),
     );
 
     if sources.management_token.origin == Origin::Generated {
@@ -276,9 +321,13 @@ async fn apply_children(
     let referenced = dereference(&ctx.client, namespace, &proxy.spec, sources).await?;
     let children = render::render(proxy, &referenced, &ctx.config)?;
     applier.apply_all(&children, report).await?;
-    applier
-        .delete_unwanted(&children, referenced.service_monitor_crd_served, report)
-        .await?;
+    let wanted = SweptChildren::fingerprint(&children, referenced.service_monitor_crd_served);
+    if !ctx.swept.is_current(&uid, wanted) {
+        applier
+            .delete_unwanted(&children, referenced.service_monitor_crd_served, report)
+            .await?;
+        ctx.swept.record(&uid, wanted);
+    }
 
     let metrics = &proxy.spec.metrics;
     Ok((metrics.enabled && metrics.service_monitor.enabled)
@@ -423,6 +472,39 @@ pub fn error_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_is_remembered_per_wanted_set_and_forgotten_when_full() {
+        let child = |kind: &str, name: &str| json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}});
+        let wanted = [child("Service", "a"), child("Secret", "a")];
+        let reordered = [child("Secret", "a"), child("Service", "a")];
+        let fewer = [child("Service", "a")];
+        let fingerprint = SweptChildren::fingerprint(&wanted, false);
+        assert_eq!(fingerprint, SweptChildren::fingerprint(&reordered, false));
+        assert_ne!(fingerprint, SweptChildren::fingerprint(&fewer, false));
+        assert_ne!(fingerprint, SweptChildren::fingerprint(&wanted, true));
+
+        let swept = SweptChildren::default();
+        assert!(!swept.is_current("uid-1", fingerprint), "never swept");
+        swept.record("uid-1", fingerprint);
+        assert!(swept.is_current("uid-1", fingerprint));
+        assert!(!swept.is_current("uid-1", SweptChildren::fingerprint(&fewer, false)));
+        assert!(!swept.is_current("uid-2", fingerprint), "per object");
+
+        for i in 1..MAX_SWEPT {
+            swept.record(&format!("other-{i}"), fingerprint);
+        }
+        assert!(
+            swept.is_current("uid-1", fingerprint),
+            "room for all so far"
+        );
+        swept.record("one-too-many", fingerprint);
+        assert!(
+            !swept.is_current("uid-1", fingerprint),
+            "a full map forgets everything: each object sweeps once more"
+        );
+        assert!(swept.is_current("one-too-many", fingerprint));
+    }
 
     fn status(replicas: i32) -> LlmProxyStatus {
         LlmProxyStatus {

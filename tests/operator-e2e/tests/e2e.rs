@@ -95,6 +95,7 @@ async fn steady_state_makes_zero_writes() {
     h.await_full_reconcile("calm").await;
 
     let mark = h.server.write_mark();
+    let request_mark = h.server.request_mark();
     h.await_full_reconcile("calm").await;
     let operator_writes: Vec<_> = h
         .server
@@ -105,6 +106,18 @@ async fn steady_state_makes_zero_writes() {
     assert!(
         operator_writes.is_empty(),
         "steady-state reconciles wrote: {operator_writes:?}"
+    );
+    // The wanted children did not change since the first sweep: no child kind is listed again.
+    let lists: Vec<_> = h
+        .server
+        .requests_since(request_mark)
+        .into_iter()
+        .filter(|request| request.verb == Verb::List)
+        .map(|request| request.path)
+        .collect();
+    assert!(
+        lists.is_empty(),
+        "steady-state reconciles listed: {lists:?}"
     );
 }
 
@@ -194,12 +207,27 @@ async fn optional_children_are_deleted_when_switched_off() {
         .and_then(|spec| spec.replicas);
     assert_eq!(replicas, None, "replicas are left to the HPA");
 
+    // The first attempt to delete it fails: the sweep is retried, not remembered as done.
+    h.server.inject_fault(
+        FaultRule::status(500)
+            .verb(Verb::Delete)
+            .resource("ingresses")
+            .times(1),
+    );
     h.patch_spec("full", json!({"ingress": {"enabled": false}}))
         .await;
     h.wait_for("the Ingress deleted", |_| {
         !h.exists("networking.k8s.io", "ingresses", "full")
     })
     .await;
+    let deletes: Vec<u16> = h
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.verb == Verb::Delete && r.resource == "ingresses")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(deletes, [500, 200], "the failed sweep was retried");
     h.patch_spec("full", json!({"autoscaling": {"enabled": false}}))
         .await;
     h.wait_for("the HPA deleted and replicas set", |_| {
