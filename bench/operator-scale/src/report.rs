@@ -90,6 +90,11 @@ pub fn markdown(results: &OperatorScaleResults) -> String {
     );
     let _ = writeln!(
         out,
+        "| last write of the burst | {:.2} s | the Events of the last transitions follow their status writes; the convergence requests below count up to a second without writes after it, the steady window starts there |",
+        convergence.last_write_seconds.max(convergence.seconds)
+    );
+    let _ = writeln!(
+        out,
         "| first / half / 90 % Ready | {:.2} s / {:.2} s / {:.2} s | how the Ready count grew |",
         convergence.first_ready_seconds,
         convergence.half_ready_seconds,
@@ -205,7 +210,7 @@ pub fn markdown(results: &OperatorScaleResults) -> String {
     );
     let _ = writeln!(
         out,
-        "The steady window ({} s) starts when the last object reports Ready and is longer than the resync \
+        "The steady window ({} s) starts a second after the last write of the burst and is longer than the resync \
          interval ({} s), so every object is reconciled again inside it: the reads in that row are what one \
          periodic drift check of {} objects costs ({:.2} reads per object in the window).",
         settings.steady_seconds,

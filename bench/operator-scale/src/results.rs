@@ -42,6 +42,10 @@ pub struct Phase {
 pub struct Convergence {
     /// Seconds from the burst until every object had `Ready=True` for its generation.
     pub seconds: f64,
+    /// Seconds from the burst until its last write once every object was Ready (the convergence
+    /// phase, and its request counts, end when no write has come for a second).
+    #[serde(default)]
+    pub last_write_seconds: f64,
     /// Seconds until the first, half, 90 % of the objects were Ready.
     pub first_ready_seconds: f64,
     pub half_ready_seconds: f64,

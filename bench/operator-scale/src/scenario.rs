@@ -23,6 +23,11 @@ use crate::samples::{self, Sample};
 /// Watches the operator opens when it runs: LlmProxy, seven owned kinds and Secrets.
 const OPERATOR_WATCHES: usize = 9;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Convergence ends this long after the last write once every object is Ready: the reconcile
+/// that writes an object's Ready status publishes its Events right after, so the last objects'
+/// Events can land just after the Ready count is complete. Far shorter than any resync, so a
+/// periodic write still shows in the steady window.
+const SETTLE_QUIET: Duration = Duration::from_secs(1);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -251,6 +256,18 @@ pub async fn run(plan: &Plan, paths: &Paths) -> Result<OperatorScaleResults, Ben
             ));
         }
     };
+    let mut writes_seen = server.write_mark();
+    let mut last_write = Instant::now();
+    while last_write.elapsed() < SETTLE_QUIET && Instant::now() < deadline {
+        ticker.tick().await;
+        play_controllers(&server)?;
+        let writes_now = server.write_mark();
+        if writes_now > writes_seen {
+            writes_seen = writes_now;
+            last_write = Instant::now();
+        }
+    }
+    let settled_after = (last_write - burst).as_secs_f64().max(converged_after);
     let operator_cpu_seconds = cpu_seconds(&operator_pid).unwrap_or(0.0) - operator_cpu_start;
     let harness_cpu_seconds = cpu_seconds("self").unwrap_or(0.0) - harness_cpu_start;
     let rss_kib = machine::rss_kib(pid).ok_or_else(|| BenchError::Setup {
@@ -259,6 +276,7 @@ pub async fn run(plan: &Plan, paths: &Paths) -> Result<OperatorScaleResults, Ben
     })?;
     let convergence = Convergence {
         seconds: converged_after,
+        last_write_seconds: settled_after,
         first_ready_seconds: milestones[0].unwrap_or(converged_after),
         half_ready_seconds: milestones[1].unwrap_or(converged_after),
         ninety_percent_ready_seconds: milestones[2].unwrap_or(converged_after),
