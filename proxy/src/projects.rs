@@ -147,9 +147,7 @@ impl ProjectGate {
 
     /// Forgets what is cached about a project.
     pub fn invalidate(&self, project_id: &str) {
-        self.caches.invalidations.fetch_add(1, Ordering::SeqCst);
-        self.caches.active.invalidate(project_id);
-        self.caches.keys.invalidate(project_id);
+        self.caches.invalidate(project_id);
     }
 
     /// A cached value; on a single-writer store also an expired one, whose refresh this call then
@@ -197,24 +195,39 @@ impl Caches {
         store: &dyn Store,
         project_id: &str,
     ) -> Result<Option<ProjectAccess>, ProxyError> {
-        let before = self.invalidations.load(Ordering::SeqCst);
+        let generation = self.generation();
         let access = store.project_access(project_id).await?;
-        let facts = access
-            .as_ref()
-            .map_or_else(ProjectFacts::default, |a| ProjectFacts {
-                is_active: a.is_active,
-                rate_limits: a.rate_limits,
-            });
+        self.insert(project_id, access.as_ref(), generation);
+        Ok(access)
+    }
+
+    /// Counts invalidations; read before a store call and handed to [`Self::insert`].
+    fn generation(&self) -> u64 {
+        self.invalidations.load(Ordering::SeqCst)
+    }
+
+    /// Caches what a load read, unless an invalidation came after `generation`: the store may have
+    /// answered with the facts a concurrent `/manage` change replaced.
+    fn insert(&self, project_id: &str, access: Option<&ProjectAccess>, generation: u64) {
+        let facts = access.map_or_else(ProjectFacts::default, |a| ProjectFacts {
+            is_active: a.is_active,
+            rate_limits: a.rate_limits,
+        });
         self.active.insert(project_id.to_owned(), facts);
-        if let Some(value) = access.as_ref().and_then(|a| bearer(&a.api_key)) {
+        if let Some(value) = access.and_then(|a| bearer(&a.api_key)) {
             self.keys.insert(project_id.to_owned(), value);
         }
         // Checked after inserting: an invalidation that comes later removes the entries itself.
-        if self.invalidations.load(Ordering::SeqCst) != before {
+        if self.generation() != generation {
             self.active.invalidate(project_id);
             self.keys.invalidate(project_id);
         }
-        Ok(access)
+    }
+
+    fn invalidate(&self, project_id: &str) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.active.invalidate(project_id);
+        self.keys.invalidate(project_id);
     }
 }
 
@@ -227,4 +240,53 @@ fn bearer(key: &ProviderKey) -> Option<HeaderValue> {
     let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose())).ok()?;
     value.set_sensitive(true);
     Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caches() -> Caches {
+        Caches {
+            active: TtlMap::new(16, Duration::from_secs(60)),
+            keys: TtlMap::new(16, Duration::from_secs(60)),
+            invalidations: AtomicU64::new(0),
+        }
+    }
+
+    fn access(is_active: bool) -> ProjectAccess {
+        ProjectAccess {
+            is_active,
+            api_key: ProviderKey::new("sk-provider-old"),
+            rate_limits: ProjectRateLimits::default(),
+        }
+    }
+
+    #[test]
+    fn a_load_that_read_the_store_before_an_invalidation_caches_nothing() {
+        let caches = caches();
+        let generation = caches.generation();
+        // `/manage` deactivates the project while the load's store call is in flight; the store
+        // answered with the facts from before.
+        caches.invalidate("p");
+        caches.insert("p", Some(&access(true)), generation);
+        assert!(caches.active.get("p").is_none(), "the old active flag");
+        assert!(caches.keys.get("p").is_none(), "the old provider key");
+
+        // A load that started after the change caches what it read.
+        let generation = caches.generation();
+        caches.insert("p", Some(&access(false)), generation);
+        assert!(caches.active.get("p").is_some_and(|facts| !facts.is_active));
+        assert!(caches.keys.get("p").is_some());
+    }
+
+    #[test]
+    fn an_invalidation_of_another_project_also_skips_the_fill() {
+        // The counter is global: harmless (the next request loads again), and never stale.
+        let caches = caches();
+        let generation = caches.generation();
+        caches.invalidate("q");
+        caches.insert("p", Some(&access(true)), generation);
+        assert!(caches.active.get("p").is_none());
+    }
 }
