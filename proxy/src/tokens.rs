@@ -16,9 +16,9 @@
 //! only writer is this process (every change goes through its own `/manage` and ends the lease at
 //! once). Once half of the TTL (at most [`RENEW_INTERVAL`], 5 s) has passed since the last
 //! reservation, a request the lease serves renews it in the background (a reservation of 0
-//! requests: the token is re-checked, `last_used_at` set and the TTL restarts), so a token in
-//! steady use, even a slow one (one request a minute on SQLite), never waits for the database
-//! either.
+//! requests: the token is re-checked, `last_used_at` set and the TTL restarts; a renewal the store
+//! refuses ends the lease at once), so a token in steady use, even a slow one (one request a minute
+//! on SQLite), never waits for the database either.
 //! When a lease expires, its unused part is returned
 //! (`request_count -= unused`, batched with usage), so `k` concurrent requests on a token with
 //! `max_requests = k` still admit exactly `k`, and a crash can only under-admit. Consequences:
@@ -305,14 +305,17 @@ impl TokenAuthority {
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 let _refilling = slot.refill.lock().await;
-                let reserved = match store.reserve(&hash, Utc::now(), chunk).await {
-                    Ok(reserved) => reserved,
+                let orphaned = match store.reserve(&hash, Utc::now(), chunk).await {
+                    // A renewal the store refused: the token was revoked, expired or its project
+                    // deactivated behind this process's back (another replica, or an edit of the
+                    // SQLite file).
+                    Ok(None) if chunk == 0 => slot.stop_serving(),
+                    Ok(reserved) => slot.extend(reserved, chunk),
                     Err(err) => {
                         tracing::warn!(error = %err, "quota reservation ahead failed");
-                        None
+                        slot.extend(None, chunk)
                     }
                 };
-                let orphaned = slot.extend(reserved, chunk);
                 if orphaned > 0 && usage.try_send(give_back(hash, orphaned)).is_err() {
                     metrics.record_usage_dropped();
                 }
@@ -467,7 +470,7 @@ struct LeaseState {
     retired: bool,
     /// A reservation ahead (or a renewal) is in flight.
     prefetching: bool,
-    /// A renewal found the token no longer admissible: the lease serves out its TTL unrenewed.
+    /// A renewal failed (a database error): the lease serves out its TTL unrenewed.
     renewal_refused: bool,
 }
 
@@ -640,6 +643,15 @@ impl LeaseSlot {
         state.expires = Some(Instant::now() + self.ttl);
         state.renewal_refused = false;
         0
+    }
+
+    /// Ends the lease now (its token is no longer admissible): the next request goes to the store,
+    /// which classifies the refusal. Returns the unused requests to hand back.
+    fn stop_serving(&self) -> i64 {
+        let mut state = self.lock();
+        state.prefetching = false;
+        state.expires = Some(Instant::now());
+        std::mem::take(&mut state.remaining)
     }
 
     /// Takes back what an expired lease did not serve; the slot remembers its chunk size.
@@ -878,7 +890,21 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_renewal_is_not_retried_and_the_lease_ends_on_time() {
+    fn a_renewal_refused_by_the_store_ends_the_lease_at_once() {
+        let slot = LeaseSlot::new(SINGLE_WRITER_LEASE_TTL);
+        let start = Instant::now();
+        slot.install(&Arc::new(record()), 100, 100);
+        let later = start + RENEW_INTERVAL * 2;
+        assert_eq!(prefetch_at(&slot, later), Some(0), "a renewal is asked for");
+        assert_eq!(slot.stop_serving(), 99, "the unused part is handed back");
+        assert!(
+            !serves_at(&slot, Instant::now()),
+            "no request is served from the lease of a token the store refused"
+        );
+    }
+
+    #[test]
+    fn a_failed_renewal_is_not_retried_and_the_lease_ends_on_time() {
         let slot = LeaseSlot::new(LEASE_TTL);
         let start = Instant::now();
         slot.install(&Arc::new(record()), 100, 100);
