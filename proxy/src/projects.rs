@@ -45,6 +45,16 @@ struct ProjectFacts {
     rate_limits: ProjectRateLimits,
 }
 
+impl ProjectFacts {
+    /// The facts of what the store returned; a project that does not exist is inactive.
+    fn of(access: Option<&ProjectAccess>) -> Self {
+        access.map_or_else(Self::default, |a| Self {
+            is_active: a.is_active,
+            rate_limits: a.rate_limits,
+        })
+    }
+}
+
 /// Outcome of [`ProjectGate::load`].
 enum Loaded {
     /// This request called the store; `None` for a project that does not exist.
@@ -109,12 +119,7 @@ impl ProjectGate {
             return Ok(facts);
         }
         Ok(match self.load(project_id).await? {
-            Loaded::Here(access) => access
-                .map(|a| ProjectFacts {
-                    is_active: a.is_active,
-                    rate_limits: a.rate_limits,
-                })
-                .unwrap_or_default(),
+            Loaded::Here(access) => ProjectFacts::of(access.as_ref()),
             Loaded::Elsewhere(facts) => facts,
         })
     }
@@ -209,11 +214,8 @@ impl Caches {
     /// Caches what a load read, unless an invalidation came after `generation`: the store may have
     /// answered with the facts a concurrent `/manage` change replaced.
     fn insert(&self, project_id: &str, access: Option<&ProjectAccess>, generation: u64) {
-        let facts = access.map_or_else(ProjectFacts::default, |a| ProjectFacts {
-            is_active: a.is_active,
-            rate_limits: a.rate_limits,
-        });
-        self.active.insert(project_id.to_owned(), facts);
+        self.active
+            .insert(project_id.to_owned(), ProjectFacts::of(access));
         if let Some(value) = access.and_then(|a| bearer(&a.api_key)) {
             self.keys.insert(project_id.to_owned(), value);
         }

@@ -930,10 +930,7 @@ async fn http2_clients_with_prior_knowledge_are_served() {
 /// the proxy's back (not through `/manage`) shows once that load is done.
 #[tokio::test]
 async fn on_sqlite_an_expired_project_entry_serves_while_it_reloads() {
-    let h = Harness::with_project_ttl("1ms", None).await;
-    let token = h.token(None, None).await;
-    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
-    h.deactivate_project_in_store().await;
+    let (h, token) = Harness::with_project_deactivated_behind_its_back("1ms", None).await;
     // Lets the 1 ms TTL run out (time passing, not synchronisation: nothing is waited for).
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(
@@ -958,10 +955,7 @@ async fn on_sqlite_an_expired_project_entry_serves_while_it_reloads() {
 /// proxy's back applies to the very next request.
 #[tokio::test]
 async fn a_zero_project_ttl_checks_the_store_on_every_request() {
-    let h = Harness::with_project_ttl("0", None).await;
-    let token = h.token(None, None).await;
-    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
-    h.deactivate_project_in_store().await;
+    let (h, token) = Harness::with_project_deactivated_behind_its_back("0", None).await;
     h.chat(&token, CHAT_BODY)
         .await
         .assert_error(403, "project_inactive");

@@ -84,10 +84,8 @@ async fn a_lost_database_makes_ready_and_admission_fail_cleanly() {
 /// stale serving), so another replica's deactivation applies within the TTL.
 #[tokio::test]
 async fn on_postgres_an_expired_project_entry_is_reloaded_before_answering() {
-    let h = Harness::with_project_ttl("1ms", Some(common::fresh_pg_database().await)).await;
-    let token = h.token(None, None).await;
-    assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
-    h.deactivate_project_in_store().await;
+    let postgres_url = Some(common::fresh_pg_database().await);
+    let (h, token) = Harness::with_project_deactivated_behind_its_back("1ms", postgres_url).await;
     // Lets the 1 ms TTL run out (time passing, not synchronisation: nothing is waited for).
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     h.chat(&token, CHAT_BODY)

@@ -184,25 +184,29 @@ impl Harness {
         }
     }
 
-    /// Deactivates the harness's project in the database directly, as an edit behind the proxy's
-    /// back would (no `/manage`, so no cache is invalidated).
-    pub async fn deactivate_project_in_store(&self) {
-        let update = llm_proxy_store::ProjectUpdate {
-            is_active: Some(false),
-            ..Default::default()
-        };
-        let updated = self.store.update_project(&self.project.id, update).await;
-        assert!(updated.unwrap().is_some(), "the project exists");
-    }
-
-    /// A harness whose project-active cache entries expire after `ttl` (e.g. `1ms`, `0`).
-    pub async fn with_project_ttl(ttl: &str, postgres_url: Option<String>) -> Self {
-        Self::with(Options {
+    /// A harness whose project-active cache entries expire after `ttl` (e.g. `1ms`, `0`), and a
+    /// token whose project was cached active by a first request, then deactivated in the database
+    /// directly, as an edit behind the proxy's back would be (no `/manage`, so no cache is
+    /// invalidated).
+    pub async fn with_project_deactivated_behind_its_back(
+        ttl: &str,
+        postgres_url: Option<String>,
+    ) -> (Self, String) {
+        let h = Self::with(Options {
             env: vec![(env::LLM_PROXY_ACTIVE_CACHE_TTL, ttl.to_owned())],
             postgres_url,
             ..Options::default()
         })
-        .await
+        .await;
+        let token = h.token(None, None).await;
+        assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200, "first use");
+        let update = llm_proxy_store::ProjectUpdate {
+            is_active: Some(false),
+            ..Default::default()
+        };
+        let updated = h.store.update_project(&h.project.id, update).await;
+        assert!(updated.unwrap().is_some(), "the project exists");
+        (h, token)
     }
 
     pub fn url(&self, path: &str) -> String {
