@@ -184,7 +184,7 @@ pub async fn run(plan: &Plan, paths: &Paths) -> Result<BenchResults, BenchError>
         throughput.push(throughput_point(&rig.endpoints, settings, concurrency).await);
     }
     let stream = stream_scenario(&rig, settings).await;
-    let rejection = rejection_scenario(&rig, settings, &throughput).await;
+    let rejection = rejection_scenario(&rig, settings, &throughput).await?;
     let memory = memory_scenario(&rig, plan).await;
     let cache_hit =
         cache_hit_scenario(&rig.endpoints, rig.delayed_mock, settings, "in-memory").await?;
@@ -738,8 +738,9 @@ async fn rejection_scenario(
     rig: &Rig,
     settings: &Settings,
     throughput: &[ThroughputPoint],
-) -> RejectionScenario {
-    let (unknown_token, _) = llm_proxy_store::token::generate_token();
+) -> Result<RejectionScenario, BenchError> {
+    let unknown_token = llm_proxy_store::token::generate_token()
+        .map_err(|err| BenchError::Gate(err.to_string()))?;
     let rig = &rig.endpoints;
     let mut spec = rig.spec(Target::Proxy, CHAT_BODY);
     spec.authorization = HeaderValue::from_str(&format!("Bearer {unknown_token}")).ok();
@@ -757,12 +758,12 @@ async fn rejection_scenario(
         .iter()
         .find(|point| point.concurrency == REJECTION_CONCURRENCY)
         .map_or(0.0, |point| point.bare.rps);
-    RejectionScenario {
+    Ok(RejectionScenario {
         concurrency: REJECTION_CONCURRENCY,
         ratio_to_bare: ratio(rejected.rps, bare_rps),
         rejected,
         bare_rps,
-    }
+    })
 }
 
 /// S7 (short form): VmRSS idle, peak under a closed loop at high concurrency, and after it.

@@ -31,8 +31,8 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use token::{
-    TokenFormatError, TokenHash, generate_token, hash_token, obfuscate_api_key, obfuscate_token,
-    validate_token_format,
+    RandomSourceError, TokenFormatError, TokenHash, TokenShape, derivable_token_of, generate_token,
+    hash_token, obfuscate_api_key, obfuscate_token, validate_token_format,
 };
 
 /// Table in which sqlx records applied migrations.
@@ -50,6 +50,24 @@ pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError>
         Driver::Sqlite { path } => Arc::new(SqliteStore::connect(path, config).await?),
         Driver::Postgres { url } => Arc::new(PostgresStore::connect(url, config).await?),
     })
+}
+
+/// Revokes every active token issued by a build of this project before the token-format change
+/// (see [`token`]): its string was `sk-` + base64url of its management id, so anyone who saw the id
+/// could compute it. Recognised by its stored hash being the hash of that derivation, which no
+/// other token (issued now, or imported from the upstream proxy, whose ids are independent random
+/// UUIDs) can match. Returns the tokens revoked; running it again finds none.
+pub async fn revoke_derivable_tokens(store: &dyn Store) -> Result<Vec<TokenRecord>, StoreError> {
+    let mut revoked = Vec::new();
+    for token in store.list_tokens(None).await? {
+        let derivable = token.is_active
+            && token.id.get_version_num() == 7
+            && hash_token(&derivable_token_of(token.id)) == token.token_hash;
+        if derivable && let Some(record) = store.revoke_token(token.id).await? {
+            revoked.push(record);
+        }
+    }
+    Ok(revoked)
 }
 
 /// One embedded migration and whether the database has applied it.

@@ -1,38 +1,94 @@
 //! Withering client tokens: generation, format validation, hashing and obfuscation.
 //!
-//! A token is `sk-` followed by the 16 bytes of a fresh UUIDv7 in base64url without padding (22
-//! characters). Only its SHA-256 hash is ever stored; the plaintext is shown once, at creation.
+//! A token issued by this build is `sk-llmp_` followed by 32 characters drawn uniformly from the
+//! base62 alphabet (`0-9A-Za-z`) with bytes of the operating system's CSPRNG (about 190 bits), then
+//! 6 base62 characters of the CRC32 (IEEE) of those 32 characters, left-padded with `0`: 46
+//! characters in all, matched by `sk-llmp_[0-9A-Za-z]{38}`. The secret is independent of every
+//! identifier (the management id is a separate UUIDv7); only its SHA-256 hash is ever stored, and the
+//! plaintext is shown once, at creation. The checksum lets a secret scanner tell a real token from a
+//! look-alike, and lets the proxy refuse a random or mistyped string without a store lookup.
+//!
+//! Tokens imported from the upstream proxy keep their shape: `sk-` + base64url (no padding) of the 16
+//! bytes of a UUIDv7 ([`TokenShape::Upstream`]). Builds of this project before the format change
+//! issued tokens of that shape too, but whose management id *is* that UUID: anyone who saw the id
+//! could compute the token. Such a token is recognised ([`derivable_from_id`]) and refused.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// Prefix of every client token.
+/// Prefix of every client token, issued or imported.
 pub const TOKEN_PREFIX: &str = "sk-";
-/// Characters after the prefix: base64url of 16 bytes without padding.
-const ENCODED_LEN: usize = 22;
-/// Total length of a well-formed token.
-pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + ENCODED_LEN;
+/// Prefix of the tokens this build issues.
+pub const ISSUED_PREFIX: &str = "sk-llmp_";
+/// Random base62 characters of an issued token.
+const RANDOM_LEN: usize = 32;
+/// Base62 characters of the CRC32 checksum (62^6 > 2^32).
+const CHECKSUM_LEN: usize = 6;
+/// Total length of an issued token.
+pub const TOKEN_LEN: usize = ISSUED_PREFIX.len() + RANDOM_LEN + CHECKSUM_LEN;
+/// Characters after `sk-` of an upstream token: base64url of 16 bytes without padding.
+const UPSTREAM_ENCODED_LEN: usize = 22;
+/// Total length of an upstream token.
+pub const UPSTREAM_TOKEN_LEN: usize = TOKEN_PREFIX.len() + UPSTREAM_ENCODED_LEN;
+/// Characters of the random part an obfuscated token keeps (24 of its ~190 bits).
+const OBFUSCATION_VISIBLE: usize = 4;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Why a string is not a well-formed client token. Never contains the token itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenFormatError {
-    /// The token is not exactly [`TOKEN_LEN`] characters long.
-    #[error("invalid token format: expected {TOKEN_LEN} characters, got {0}")]
-    WrongLength(usize),
     /// The token does not start with `sk-`.
     #[error("invalid token format: missing `sk-` prefix")]
     MissingPrefix,
-    /// The part after the prefix contains a character outside `[A-Za-z0-9_-]`.
-    #[error("invalid token format: character outside the base64url alphabet")]
+    /// Neither the length of an issued token nor the one of an upstream token.
+    #[error(
+        "invalid token format: expected {TOKEN_LEN} characters (`sk-llmp_…`) or {UPSTREAM_TOKEN_LEN} (an upstream `sk-` token), got {0}"
+    )]
+    WrongLength(usize),
+    /// A character outside the token's alphabet.
+    #[error("invalid token format: character outside the token alphabet")]
     InvalidCharacter,
-    /// The part after the prefix is not canonical base64url of 16 bytes.
+    /// The checksum of an issued token does not match: a mistyped, truncated or made-up token.
+    #[error("invalid token format: checksum mismatch (mistyped or truncated token)")]
+    ChecksumMismatch,
+    /// The part after the prefix of an upstream token is not canonical base64url of 16 bytes.
     #[error("invalid token format: not a canonical base64url encoding of 16 bytes")]
     NotDecodable,
-    /// The decoded bytes are not an RFC 4122 UUID of version 7.
+    /// The decoded bytes of an upstream token are not an RFC 4122 UUID of version 7.
     #[error("invalid token format: not a version 7 UUID")]
     NotUuidV7,
+}
+
+/// The operating system's random source failed; no token was made.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomSourceError(String);
+
+/// Which of the accepted shapes a well-formed token has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenShape {
+    /// `sk-llmp_…` with a valid checksum: issued by this build.
+    Issued,
+    /// `sk-` + base64url of a UUIDv7: imported from the upstream proxy (or issued by an earlier build
+    /// of this project, see [`derivable_from_id`]).
+    Upstream(Uuid),
+}
+
+impl TokenShape {
+    /// Whether a token of this shape was issued by an earlier build of this project for the token
+    /// whose management id is `id`: its secret is that id, so it must not be accepted.
+    pub fn derivable_from(self, id: Uuid) -> bool {
+        matches!(self, Self::Upstream(encoded) if encoded == id)
+    }
+}
+
+/// The token an earlier build of this project issued for the management id `id` (`sk-` + base64url
+/// of the id's bytes). Used only to find and revoke such tokens.
+pub fn derivable_token_of(id: Uuid) -> String {
+    format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(id.as_bytes()))
 }
 
 /// Lowercase hex SHA-256 of a whole token string: the only form in which tokens are stored.
@@ -73,21 +129,58 @@ impl TryFrom<String> for TokenHash {
     }
 }
 
-/// Generates a fresh token and returns it with the UUIDv7 it encodes.
-pub fn generate_token() -> (String, Uuid) {
-    let id = Uuid::now_v7();
-    let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(id.as_bytes()));
-    (token, id)
+/// Generates a fresh token from the operating system's CSPRNG. It shares nothing with any id.
+pub fn generate_token() -> Result<String, RandomSourceError> {
+    let mut token = String::with_capacity(TOKEN_LEN);
+    token.push_str(ISSUED_PREFIX);
+    // Rejection sampling: a byte below 248 (= 4 × 62) maps uniformly onto the alphabet.
+    let mut pool = [0_u8; 64];
+    while token.len() < ISSUED_PREFIX.len() + RANDOM_LEN {
+        getrandom::fill(&mut pool).map_err(|err| RandomSourceError(err.to_string()))?;
+        for &byte in pool.iter().filter(|&&byte| byte < 248) {
+            if token.len() == ISSUED_PREFIX.len() + RANDOM_LEN {
+                break;
+            }
+            token.push(char::from(BASE62[usize::from(byte % 62)]));
+        }
+    }
+    let checksum = checksum_of(&token.as_bytes()[ISSUED_PREFIX.len()..]);
+    token.push_str(&checksum);
+    Ok(token)
+}
+
+/// Base62 of the CRC32 of `random`, left-padded with `0` to [`CHECKSUM_LEN`] characters.
+fn checksum_of(random: &[u8]) -> String {
+    let mut value = crc32fast::hash(random);
+    let mut digits = [b'0'; CHECKSUM_LEN];
+    for digit in digits.iter_mut().rev() {
+        *digit = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    digits.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Checks the shape of a client token without touching the database.
-pub fn validate_token_format(token: &str) -> Result<(), TokenFormatError> {
-    if token.len() != TOKEN_LEN {
-        return Err(TokenFormatError::WrongLength(token.chars().count()));
+pub fn validate_token_format(token: &str) -> Result<TokenShape, TokenFormatError> {
+    if let Some(body) = token.strip_prefix(ISSUED_PREFIX) {
+        if token.len() != TOKEN_LEN {
+            return Err(TokenFormatError::WrongLength(token.chars().count()));
+        }
+        if !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(TokenFormatError::InvalidCharacter);
+        }
+        let (random, checksum) = body.split_at(RANDOM_LEN);
+        if checksum_of(random.as_bytes()) != checksum {
+            return Err(TokenFormatError::ChecksumMismatch);
+        }
+        return Ok(TokenShape::Issued);
     }
     let encoded = token
         .strip_prefix(TOKEN_PREFIX)
         .ok_or(TokenFormatError::MissingPrefix)?;
+    if token.len() != UPSTREAM_TOKEN_LEN {
+        return Err(TokenFormatError::WrongLength(token.chars().count()));
+    }
     if !encoded
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -103,7 +196,7 @@ pub fn validate_token_format(token: &str) -> Result<(), TokenFormatError> {
     if uuid.get_version_num() != 7 || uuid.get_variant() != uuid::Variant::RFC4122 {
         return Err(TokenFormatError::NotUuidV7);
     }
-    Ok(())
+    Ok(TokenShape::Upstream(uuid))
 }
 
 /// Hashes a token string (whatever its shape) into its stored form.
@@ -123,19 +216,27 @@ pub fn lower_hex(bytes: &[u8]) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Masks a client token for logs: `sk-` + first 4 + `*` for the middle + last 4 of the part after
-/// the prefix. Anything too short (or without the prefix) becomes `****`.
+/// Masks a client token for logs and lists: its prefix (`sk-llmp_` or `sk-`), the first 4
+/// characters after it and `*` for the rest, so an issued token keeps 24 of its ~190 random bits
+/// visible and none of its checksum. Anything too short (or without `sk-`) becomes `****`.
 pub fn obfuscate_token(token: &str) -> String {
-    let Some(rest) = token.strip_prefix(TOKEN_PREFIX) else {
+    let prefix = if token.starts_with(ISSUED_PREFIX) {
+        ISSUED_PREFIX
+    } else {
+        TOKEN_PREFIX
+    };
+    let Some(rest) = token.strip_prefix(prefix) else {
         return "****".to_owned();
     };
     let chars: Vec<char> = rest.chars().collect();
-    if chars.len() <= 8 {
+    if chars.len() <= 2 * OBFUSCATION_VISIBLE {
         return "****".to_owned();
     }
-    let head: String = chars.iter().take(4).collect();
-    let tail: String = chars.iter().skip(chars.len() - 4).collect();
-    format!("{TOKEN_PREFIX}{head}{}{tail}", "*".repeat(chars.len() - 8))
+    let head: String = chars.iter().take(OBFUSCATION_VISIBLE).collect();
+    format!(
+        "{prefix}{head}{}",
+        "*".repeat(chars.len() - OBFUSCATION_VISIBLE)
+    )
 }
 
 /// Masks a provider API key for responses: up to 4 characters → `****`; up to 12 → first 2 then
@@ -165,28 +266,91 @@ pub fn looks_obfuscated(key: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn token_from_bytes(bytes: [u8; 16]) -> String {
+    fn upstream_token_from_bytes(bytes: [u8; 16]) -> String {
         format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    #[test]
-    fn generated_tokens_are_valid_and_unique() {
-        let (a, id_a) = generate_token();
-        let (b, _) = generate_token();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), TOKEN_LEN);
-        assert_eq!(validate_token_format(&a), Ok(()));
-        assert_eq!(id_a.get_version_num(), 7);
-        assert_eq!(a, token_from_bytes(*id_a.as_bytes()));
+    fn issued() -> String {
+        generate_token().expect("the OS random source works in tests")
     }
 
     #[test]
-    fn every_invalid_shape_is_rejected() {
-        let (valid, id) = generate_token();
+    fn issued_tokens_have_the_documented_shape_and_are_unique() {
+        let tokens: Vec<String> = (0..1_000).map(|_| issued()).collect();
+        for token in &tokens {
+            assert_eq!(token.len(), TOKEN_LEN);
+            assert!(token.starts_with("sk-llmp_"));
+            assert!(
+                token[ISSUED_PREFIX.len()..]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric())
+            );
+            assert_eq!(validate_token_format(token), Ok(TokenShape::Issued));
+        }
+        let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+        assert_eq!(distinct.len(), tokens.len());
+    }
+
+    #[test]
+    fn the_random_part_uses_the_whole_alphabet_evenly() {
+        // 2,000 tokens × 32 characters: each of the 62 characters is expected ~1,032 times; a
+        // generator that skipped or favoured characters (e.g. `byte % 62` without rejection, which
+        // favours the first 8 by 25 %) lands far outside this band.
+        let mut counts = [0_u32; 62];
+        for _ in 0..2_000 {
+            let token = issued();
+            for b in token[ISSUED_PREFIX.len()..ISSUED_PREFIX.len() + RANDOM_LEN].bytes() {
+                let index = BASE62.iter().position(|&c| c == b).unwrap_or(usize::MAX);
+                counts[index] += 1;
+            }
+        }
+        let (min, max) = (counts.iter().min(), counts.iter().max());
+        assert!(min.is_some_and(|&m| m > 850), "{counts:?}");
+        assert!(max.is_some_and(|&m| m < 1_220), "{counts:?}");
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        // docs/management-api.md (Token format): computed there with Python's zlib.crc32.
         assert_eq!(
-            validate_token_format(""),
-            Err(TokenFormatError::WrongLength(0))
+            validate_token_format("sk-llmp_3kTMd9Wq0ZfXbY7rLp2sNcA4eHuJ1vGo0xBWmh"),
+            Ok(TokenShape::Issued)
         );
+    }
+
+    #[test]
+    fn the_checksum_catches_every_single_character_change() {
+        let token = issued();
+        for position in ISSUED_PREFIX.len()..TOKEN_LEN {
+            for &replacement in BASE62 {
+                let mut bytes = token.clone().into_bytes();
+                if bytes[position] == replacement {
+                    continue;
+                }
+                bytes[position] = replacement;
+                let mistyped = String::from_utf8(bytes).unwrap_or_default();
+                assert_eq!(
+                    validate_token_format(&mistyped),
+                    Err(TokenFormatError::ChecksumMismatch),
+                    "position {position}"
+                );
+            }
+        }
+        // Two adjacent characters swapped.
+        let mut swapped = token.clone().into_bytes();
+        swapped.swap(10, 11);
+        if swapped != token.as_bytes() {
+            let swapped = String::from_utf8(swapped).unwrap_or_default();
+            assert_eq!(
+                validate_token_format(&swapped),
+                Err(TokenFormatError::ChecksumMismatch)
+            );
+        }
+    }
+
+    #[test]
+    fn every_invalid_shape_of_an_issued_token_is_rejected() {
+        let valid = issued();
         assert_eq!(
             validate_token_format(&valid[..TOKEN_LEN - 1]),
             Err(TokenFormatError::WrongLength(TOKEN_LEN - 1))
@@ -195,17 +359,51 @@ mod tests {
             validate_token_format(&format!("{valid}A")),
             Err(TokenFormatError::WrongLength(TOKEN_LEN + 1))
         );
-        let wrong_prefix = format!("tk-{}", &valid[3..]);
-        assert_eq!(
-            validate_token_format(&wrong_prefix),
-            Err(TokenFormatError::MissingPrefix)
-        );
-        let bad_char = format!("{}+{}", &valid[..10], &valid[11..]);
+        let bad_char = format!("{}-{}", &valid[..12], &valid[13..]);
         assert_eq!(
             validate_token_format(&bad_char),
             Err(TokenFormatError::InvalidCharacter)
         );
-        let padded = format!("{}=", &valid[..TOKEN_LEN - 1]);
+        let multibyte = format!("{}é", &valid[..TOKEN_LEN - 2]);
+        assert_eq!(multibyte.len(), TOKEN_LEN);
+        assert_eq!(
+            validate_token_format(&multibyte),
+            Err(TokenFormatError::InvalidCharacter)
+        );
+        let random_lookalike = format!("sk-llmp_{}", "a".repeat(RANDOM_LEN + CHECKSUM_LEN));
+        assert_eq!(
+            validate_token_format(&random_lookalike),
+            Err(TokenFormatError::ChecksumMismatch)
+        );
+        assert_eq!(
+            validate_token_format(""),
+            Err(TokenFormatError::MissingPrefix)
+        );
+        assert_eq!(
+            validate_token_format(&format!("tk-{}", &valid[3..])),
+            Err(TokenFormatError::MissingPrefix)
+        );
+    }
+
+    #[test]
+    fn upstream_tokens_are_accepted_and_their_shapes_checked() {
+        let id = Uuid::now_v7();
+        let upstream = upstream_token_from_bytes(*id.as_bytes());
+        assert_eq!(upstream.len(), UPSTREAM_TOKEN_LEN);
+        assert_eq!(
+            validate_token_format(&upstream),
+            Ok(TokenShape::Upstream(id))
+        );
+        assert_eq!(
+            validate_token_format(&upstream[..UPSTREAM_TOKEN_LEN - 1]),
+            Err(TokenFormatError::WrongLength(UPSTREAM_TOKEN_LEN - 1))
+        );
+        let bad_char = format!("{}+{}", &upstream[..10], &upstream[11..]);
+        assert_eq!(
+            validate_token_format(&bad_char),
+            Err(TokenFormatError::InvalidCharacter)
+        );
+        let padded = format!("{}=", &upstream[..UPSTREAM_TOKEN_LEN - 1]);
         assert_eq!(
             validate_token_format(&padded),
             Err(TokenFormatError::InvalidCharacter)
@@ -213,7 +411,7 @@ mod tests {
         // 22 characters carry 132 bits: a non-zero trailing bit is not canonical base64 of 16 bytes.
         // The last character carries 2 data bits and 4 zero bits: its alphabet index is a multiple
         // of 16 ('A', 'Q', 'g', 'w'); the next character sets a trailing bit.
-        let mut non_canonical = valid.clone();
+        let mut non_canonical = upstream.clone();
         let last = non_canonical.pop().map(|c| match c {
             'A' => 'B',
             'Q' => 'R',
@@ -225,28 +423,35 @@ mod tests {
             validate_token_format(&non_canonical),
             Err(TokenFormatError::NotDecodable)
         );
-        let v4 = token_from_bytes(*Uuid::new_v4().as_bytes());
+        let v4 = upstream_token_from_bytes(*Uuid::new_v4().as_bytes());
         assert_eq!(validate_token_format(&v4), Err(TokenFormatError::NotUuidV7));
         let mut bad_variant = *id.as_bytes();
         bad_variant[8] &= 0x3f; // variant bits 00 = NCS, not RFC 4122
         assert_eq!(
-            validate_token_format(&token_from_bytes(bad_variant)),
+            validate_token_format(&upstream_token_from_bytes(bad_variant)),
             Err(TokenFormatError::NotUuidV7)
-        );
-        let multibyte = format!("sk-{}é", &valid[3..TOKEN_LEN - 2]);
-        assert_eq!(multibyte.len(), TOKEN_LEN);
-        assert_eq!(
-            validate_token_format(&multibyte),
-            Err(TokenFormatError::InvalidCharacter)
         );
     }
 
     #[test]
+    fn a_token_of_an_earlier_build_is_recognised_by_its_id() {
+        let id = Uuid::now_v7();
+        let earlier = derivable_token_of(id);
+        let shape = validate_token_format(&earlier);
+        assert_eq!(shape, Ok(TokenShape::Upstream(id)));
+        assert!(shape.is_ok_and(|shape| shape.derivable_from(id)));
+        // An upstream token has an id of its own.
+        assert!(!TokenShape::Upstream(id).derivable_from(Uuid::new_v4()));
+        assert!(!TokenShape::Issued.derivable_from(id));
+    }
+
+    #[test]
     fn format_errors_never_contain_the_token() {
-        let (token, _) = generate_token();
-        let broken = format!("{token}x");
-        let message = validate_token_format(&broken).err().map(|e| e.to_string());
-        assert!(message.is_some_and(|m| !m.contains(&token[3..])));
+        let token = issued();
+        for broken in [format!("{token}x"), format!("{}0", &token[..TOKEN_LEN - 1])] {
+            let message = validate_token_format(&broken).err().map(|e| e.to_string());
+            assert!(message.is_some_and(|m| !m.contains(&token[ISSUED_PREFIX.len()..][..8])));
+        }
     }
 
     #[test]
@@ -263,10 +468,14 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_obfuscated_with_the_prefix_rule() {
+    fn tokens_are_obfuscated_to_their_prefix_and_four_characters() {
+        assert_eq!(
+            obfuscate_token("sk-llmp_abcdefghijklmnopqrstuvwxyz0123456789AB"),
+            format!("sk-llmp_abcd{}", "*".repeat(34))
+        );
         assert_eq!(
             obfuscate_token("sk-abcdefghijklmnopqrstuv"),
-            "sk-abcd**************stuv"
+            "sk-abcd******************"
         );
         assert_eq!(obfuscate_token("sk-short"), "****");
         assert_eq!(obfuscate_token("no-prefix-at-all"), "****");

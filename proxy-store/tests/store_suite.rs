@@ -123,7 +123,8 @@ async fn token(
     expires_in: Option<Duration>,
     max_requests: Option<i64>,
 ) -> (String, TokenRecord) {
-    let (plaintext, id) = generate_token();
+    let plaintext = generate_token().unwrap();
+    let id = uuid::Uuid::now_v7();
     let record = store
         .create_token(NewToken {
             id,

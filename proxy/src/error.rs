@@ -46,6 +46,10 @@ pub enum ProxyError {
     TokenNotFound,
     #[error("token revoked")]
     TokenInactive,
+    /// An `sk-` + base64url(UUIDv7) token whose management id is that UUID: issued by a build of
+    /// this project before the token format change (up to b4f15da), computable by anyone who saw its id (see `llm_proxy_store::token`).
+    #[error("token derivable from its id")]
+    TokenSuperseded,
     #[error("token expired")]
     TokenExpired,
     #[error("token quota exhausted")]
@@ -97,6 +101,7 @@ impl ProxyError {
             | Self::TokenFormat(_)
             | Self::TokenNotFound
             | Self::TokenInactive
+            | Self::TokenSuperseded
             | Self::TokenExpired => StatusCode::UNAUTHORIZED,
             Self::QuotaExceeded | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Store(_)
@@ -124,6 +129,7 @@ impl ProxyError {
             Self::MissingToken | Self::TokenFormat(_) => "invalid_token",
             Self::TokenNotFound => "token_not_found",
             Self::TokenInactive => "token_inactive",
+            Self::TokenSuperseded => "token_superseded",
             Self::TokenExpired => "token_expired",
             Self::QuotaExceeded => "rate_limit_exceeded",
             Self::ProjectInactive => "project_inactive",
@@ -160,6 +166,10 @@ impl ProxyError {
             Self::MissingToken | Self::TokenFormat(_) => "Invalid token".to_owned(),
             Self::TokenNotFound => "Token not found".to_owned(),
             Self::TokenInactive => "Token is inactive".to_owned(),
+            Self::TokenSuperseded => {
+                "Token was issued by an earlier build and is no longer accepted; issue a new one"
+                    .to_owned()
+            }
             Self::TokenExpired => "Token has expired".to_owned(),
             Self::QuotaExceeded => "Rate limit exceeded".to_owned(),
             Self::ProjectInactive => "Project is inactive".to_owned(),

@@ -46,6 +46,7 @@ pub enum ServerError {
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = llm_proxy_store::connect(&config.store).await?;
     let audit = Audit::start(&config.audit, store.clone()).await?;
+    revoke_derivable_tokens(&*store, &audit).await?;
     let redis = crate::redis_link::shared_connection(&config)
         .map_err(|e| ServerError::Redis(e.to_string()))?;
     let events = if config.observability.enabled {
@@ -173,4 +174,31 @@ pub async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// Revokes the tokens of earlier builds whose id reveals them (see
+/// [`llm_proxy_store::revoke_derivable_tokens`]), with one audit event and one log line each (the
+/// id only). The data path refuses them anyway; this makes `/manage` show them as revoked.
+async fn revoke_derivable_tokens(
+    store: &dyn llm_proxy_store::Store,
+    audit: &Audit,
+) -> Result<(), ServerError> {
+    for token in llm_proxy_store::revoke_derivable_tokens(store).await? {
+        tracing::warn!(
+            token_id = %token.id,
+            project_id = %token.project_id,
+            "revoked a token issued before the token-format change: its id reveals it; issue a new one"
+        );
+        let mut event = crate::audit::event(
+            crate::audit::Action::TokenRevoke,
+            crate::audit::Actor::System,
+            llm_proxy_store::AuditOutcome::Success,
+        );
+        event.project_id = Some(token.project_id);
+        event.token_id = Some(token.id.to_string());
+        event.reason =
+            Some("token derivable from its id (issued before the token-format change)".into());
+        audit.record(event);
+    }
+    Ok(())
 }

@@ -186,18 +186,19 @@ impl TokenAuthority {
 
     async fn identify_inner(&self, authorization: Option<&str>) -> Result<Identified, ProxyError> {
         let token = bearer_token(authorization).ok_or(ProxyError::MissingToken)?;
-        // The memo holds only tokens that passed the format check; others are checked here.
-        let (hash, memoized) = match self.hashes.get(token) {
-            Some(hash) => (hash, true),
-            None => {
-                llm_proxy_store::validate_token_format(token)?;
-                (llm_proxy_store::hash_token(token), false)
-            }
-        };
-        let record = self.record_of(&hash).await?;
-        if !memoized {
-            self.hashes.insert(Arc::from(token), hash.clone());
+        // The memo holds only tokens that passed the format check and are not derivable from their
+        // id; others are checked here, on every request.
+        if let Some(hash) = self.hashes.get(token) {
+            let record = self.record_of(&hash).await?;
+            return Ok(Identified { hash, record });
         }
+        let shape = llm_proxy_store::validate_token_format(token)?;
+        let hash = llm_proxy_store::hash_token(token);
+        let record = self.record_of(&hash).await?;
+        if shape.derivable_from(record.id) {
+            return Err(ProxyError::TokenSuperseded);
+        }
+        self.hashes.insert(Arc::from(token), hash.clone());
         Ok(Identified { hash, record })
     }
 

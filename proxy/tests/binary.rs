@@ -13,9 +13,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use llm_proxy_env as env;
 use llm_proxy_mocks::openai::{Behaviour, MockOpenAi, SSE_DONE};
-use llm_proxy_store::{Driver, NewProject, ProviderKey, StoreConfig};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// Runs the binary to completion and returns (exit code, stderr).
 async fn run_to_exit(mut command: Command) -> (Option<i32>, String) {
@@ -132,64 +130,8 @@ async fn migrate_up_and_status() {
     );
 }
 
-/// A running binary whose stdout (JSON logs) is collected in the background.
-struct Running {
-    child: Child,
-    addr: String,
-    logs: tokio::sync::watch::Receiver<String>,
-}
-
-async fn start(dir: &TempDir, extra: &[(&str, String)]) -> Running {
-    let mut command = common::proxy_command(dir);
-    command
-        .env(env::LOG_LEVEL, "debug")
-        .env(env::LOG_FORMAT, "json");
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (sender, mut logs) = tokio::sync::watch::channel(String::new());
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            sender.send_modify(|all| {
-                all.push_str(&line);
-                all.push('\n');
-            });
-        }
-    });
-    let listening = tokio::time::timeout(
-        Duration::from_secs(20),
-        logs.wait_for(|all| all.contains("llm-proxy listening")),
-    )
-    .await
-    .expect("the binary starts listening")
-    .unwrap()
-    .clone();
-    let line = listening
-        .lines()
-        .find(|l| l.contains("llm-proxy listening"))
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_str(line).unwrap();
-    let addr = json["addr"].as_str().unwrap().to_owned();
-    Running { child, addr, logs }
-}
-
 async fn seed(dir: &TempDir, max_requests: Option<i64>) -> String {
-    let store = llm_proxy_store::connect(&StoreConfig::new(Driver::Sqlite {
-        path: dir.0.join("proxy.db"),
-    }))
-    .await
-    .unwrap();
-    let project = store
-        .create_project(NewProject {
-            name: "binary-test".into(),
-            api_key: ProviderKey::new(PROVIDER_KEY),
-            rate_limits: Default::default(),
-        })
-        .await
-        .unwrap();
+    let (store, project) = common::seed_sqlite_project(dir).await;
     common::issue_token(store.as_ref(), &project.id, max_requests, None).await
 }
 
@@ -198,7 +140,7 @@ async fn logs_never_contain_tokens_or_keys() {
     let dir = TempDir::new();
     let mock = MockOpenAi::start().await.unwrap();
     let token = seed(&dir, Some(1)).await;
-    let running = start(&dir, &[(env::OPENAI_API_URL, mock.url())]).await;
+    let running = common::start_binary(&dir, &[(env::OPENAI_API_URL, mock.url())]).await;
     let client = common::http_client();
     let url = format!(
         "http://{}/v1/chat/completions?api_key={token}",
@@ -275,7 +217,7 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
         ..Behaviour::default()
     });
     let token = seed(&dir, None).await;
-    let mut running = start(
+    let mut running = common::start_binary(
         &dir,
         &[
             (env::OPENAI_API_URL, mock.url()),
@@ -374,22 +316,11 @@ async fn text_logs_are_human_text_in_the_log_file() {
 
 #[tokio::test]
 async fn events_reach_the_redis_stream() {
-    let redis_url = std::env::var("LLM_PROXY_TEST_REDIS_URL")
-        .expect("LLM_PROXY_TEST_REDIS_URL must be set: run through scripts/test-services.sh");
-    let stream_key = format!("proxy-binary-test-{}", uuid::Uuid::new_v4());
     let dir = TempDir::new();
     let mock = MockOpenAi::start().await.unwrap();
     let token = seed(&dir, None).await;
-    let mut running = start(
-        &dir,
-        &[
-            (env::OPENAI_API_URL, mock.url()),
-            (env::LLM_PROXY_EVENT_BUS, "redis-streams".into()),
-            (env::REDIS_URL, redis_url.clone()),
-            (env::REDIS_STREAM_KEY, stream_key.clone()),
-        ],
-    )
-    .await;
+    let (redis_url, stream_key, vars) = common::redis_stream_env(&mock);
+    let mut running = common::start_binary(&dir, &vars).await;
     let reply = common::send(
         &common::http_client(),
         Request::post(format!("http://{}/v1/chat/completions", running.addr))
@@ -402,28 +333,9 @@ async fn events_reach_the_redis_stream() {
     assert_eq!(reply.status, 200);
     let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
 
-    let client = redis::Client::open(redis_url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let entries: redis::streams::StreamRangeReply = loop {
-        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&stream_key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        if !entries.ids.is_empty() {
-            break entries;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no event reached {stream_key}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let data: String = entries.ids[0].get("data").unwrap();
-    let event: serde_json::Value = serde_json::from_str(&data).unwrap();
+    let events = common::stream_events(&redis_url, &stream_key, 1).await;
+    let data = &events[0];
+    let event: serde_json::Value = serde_json::from_str(data).unwrap();
     assert_eq!(event["RequestID"], request_id.as_str());
     assert_eq!(event["Status"], 200);
     assert!(
@@ -545,7 +457,7 @@ async fn a_redis_restart_keeps_the_proxy_serving_and_the_buffered_events_arrive(
     let dir = TempDir::new();
     let mock = MockOpenAi::start().await.unwrap();
     let token = seed(&dir, None).await;
-    let mut running = start(
+    let mut running = common::start_binary(
         &dir,
         &[
             (env::OPENAI_API_URL, mock.url()),

@@ -558,7 +558,10 @@ async fn token_lifecycle_and_validation() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     let body = created.json();
     let plaintext = body["token"].as_str().unwrap().to_owned();
-    assert_eq!(validate_token_format(&plaintext), Ok(()));
+    assert_eq!(
+        validate_token_format(&plaintext),
+        Ok(llm_proxy_store::TokenShape::Issued)
+    );
     assert_eq!(body["max_requests"], 5);
     assert!(body["expires_at"].is_string());
     let id = body["id"].as_str().unwrap().to_owned();

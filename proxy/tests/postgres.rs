@@ -27,7 +27,7 @@ async fn proxying_works_on_postgres() {
         .assert_error(429, "rate_limit_exceeded");
     let unlimited = h.token(None, None).await;
     assert_eq!(h.chat(&unlimited, CHAT_BODY).await.status, 200);
-    let (unknown, _) = llm_proxy_store::generate_token();
+    let unknown = llm_proxy_store::generate_token().unwrap();
     h.chat(&unknown, CHAT_BODY)
         .await
         .assert_error(401, "token_not_found");

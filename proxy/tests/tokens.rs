@@ -117,7 +117,7 @@ async fn missing_and_malformed_authorization_is_401_invalid_token() {
 #[tokio::test]
 async fn unknown_token_is_401_token_not_found() {
     let h = Harness::start().await;
-    let (unknown, _) = llm_proxy_store::generate_token();
+    let unknown = llm_proxy_store::generate_token().unwrap();
     h.chat(&unknown, CHAT_BODY)
         .await
         .assert_error(401, "token_not_found");
@@ -126,7 +126,8 @@ async fn unknown_token_is_401_token_not_found() {
 #[tokio::test]
 async fn an_unknown_token_is_remembered_until_the_management_api_touches_it() {
     let h = Harness::start().await;
-    let (token, id) = llm_proxy_store::generate_token();
+    let token = llm_proxy_store::generate_token().unwrap();
+    let id = uuid::Uuid::now_v7();
     h.chat(&token, CHAT_BODY)
         .await
         .assert_error(401, "token_not_found");
@@ -456,7 +457,7 @@ async fn unlimited_usage_is_recorded_in_the_background() {
 #[tokio::test]
 async fn token_errors_never_echo_the_token() {
     let h = Harness::start().await;
-    let (unknown, _) = llm_proxy_store::generate_token();
+    let unknown = llm_proxy_store::generate_token().unwrap();
     let reply = h
         .send(
             common::request(Method::GET, &h.url("/v1/models"))

@@ -101,7 +101,8 @@ async fn drive_in(
             let addr = serve_proxy(mock_addr, scratch).await?;
             let authorization = match scenario {
                 Scenario::Rejected => {
-                    let (unknown, _) = llm_proxy_store::token::generate_token();
+                    let unknown = llm_proxy_store::token::generate_token()
+                        .map_err(|err| BenchError::Gate(err.to_string()))?;
                     HeaderValue::from_str(&format!("Bearer {unknown}")).map_err(|_| {
                         BenchError::Gate("generated token is not a header value".into())
                     })?

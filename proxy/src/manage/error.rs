@@ -62,6 +62,9 @@ pub enum ManageError {
     /// The database failed.
     #[error("internal server error")]
     Store(#[source] StoreError),
+    /// The operating system's random source failed while making a token.
+    #[error("internal server error")]
+    RandomSource(#[from] llm_proxy_store::RandomSourceError),
 }
 
 impl From<StoreError> for ManageError {
@@ -130,7 +133,7 @@ impl ManageError {
             Self::ProjectInactive => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(_) | Self::RandomSource(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -149,7 +152,7 @@ impl ManageError {
             Self::ProjectInactive => "project_inactive",
             Self::Conflict(_) => "conflict",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::Store(_) => "internal_error",
+            Self::Store(_) | Self::RandomSource(_) => "internal_error",
             Self::Unavailable(_) => "service_unavailable",
         }
     }
@@ -170,8 +173,10 @@ pub struct ErrorReason(pub String);
 
 impl IntoResponse for ManageError {
     fn into_response(self) -> Response {
-        if let Self::Store(error) = &self {
-            tracing::error!(%error, "management API storage failure");
+        match &self {
+            Self::Store(error) => tracing::error!(%error, "management API storage failure"),
+            Self::RandomSource(error) => tracing::error!(%error, "token generation failed"),
+            _ => {}
         }
         let status = self.status();
         let message = self.to_string();

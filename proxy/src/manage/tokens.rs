@@ -125,11 +125,11 @@ pub async fn create(
     if !project.is_active {
         return Err(ManageError::ProjectInactive);
     }
-    let (token, id) = generate_token();
+    let token = generate_token()?;
     let record = state
         .store
         .create_token(NewToken {
-            id,
+            id: Uuid::now_v7(),
             token_hash: hash_token(&token),
             project_id: project.id,
             expires_at: Some(llm_proxy_store::now() + Duration::minutes(body.duration_minutes)),

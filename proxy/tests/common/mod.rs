@@ -264,7 +264,8 @@ pub async fn issue_token(
     max_requests: Option<i64>,
     expires_at: Option<DateTime<Utc>>,
 ) -> String {
-    let (token, id) = llm_proxy_store::generate_token();
+    let token = llm_proxy_store::generate_token().unwrap();
+    let id = uuid::Uuid::now_v7();
     store
         .create_token(NewToken {
             id,
@@ -276,6 +277,70 @@ pub async fn issue_token(
         .await
         .unwrap();
     token
+}
+
+/// Creates the SQLite database of [`proxy_command`] on `dir` with one project, before the binary runs.
+pub async fn seed_sqlite_project(dir: &TempDir) -> (Arc<dyn Store>, Project) {
+    let store = llm_proxy_store::connect(&llm_proxy_store::StoreConfig::new(
+        llm_proxy_store::Driver::Sqlite {
+            path: dir.0.join("proxy.db"),
+        },
+    ))
+    .await
+    .unwrap();
+    let project = store
+        .create_project(NewProject {
+            name: "binary-test".into(),
+            api_key: ProviderKey::new(PROVIDER_KEY),
+            rate_limits: Default::default(),
+        })
+        .await
+        .unwrap();
+    (store, project)
+}
+
+/// The test Redis (`LLM_PROXY_TEST_REDIS_URL`) and the variables that make the binary publish its
+/// events to a fresh stream on it, with `mock` as upstream: (Redis URL, stream key, variables).
+pub fn redis_stream_env(mock: &MockOpenAi) -> (String, String, Vec<(&'static str, String)>) {
+    let redis_url = std::env::var("LLM_PROXY_TEST_REDIS_URL")
+        .expect("LLM_PROXY_TEST_REDIS_URL must be set: run through scripts/test-services.sh");
+    let stream_key = format!("proxy-binary-test-{}", uuid::Uuid::new_v4());
+    let vars = vec![
+        (env::OPENAI_API_URL, mock.url()),
+        (env::LLM_PROXY_EVENT_BUS, "redis-streams".into()),
+        (env::REDIS_URL, redis_url.clone()),
+        (env::REDIS_STREAM_KEY, stream_key.clone()),
+    ];
+    (redis_url, stream_key, vars)
+}
+
+/// The `data` of every event on `stream_key`, once there are at least `count` (fails after 20 s).
+pub async fn stream_events(redis_url: &str, stream_key: &str, count: usize) -> Vec<String> {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream_key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if entries.ids.len() >= count {
+            return entries
+                .ids
+                .iter()
+                .map(|entry| entry.get::<String>("data").unwrap())
+                .collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} events on {stream_key}",
+            entries.ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The `llm-proxy` binary on `dir` (SQLite database, absent providers file, audit log), with a clean
@@ -295,6 +360,51 @@ pub fn proxy_command(dir: &TempDir) -> tokio::process::Command {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     command
+}
+
+/// A running binary whose stdout (JSON logs) is collected in the background.
+pub struct Running {
+    pub child: tokio::process::Child,
+    pub addr: String,
+    pub logs: tokio::sync::watch::Receiver<String>,
+}
+
+/// Starts the binary on `dir` with debug JSON logs and waits for its listening line.
+pub async fn start_binary(dir: &TempDir, extra: &[(&str, String)]) -> Running {
+    let mut command = proxy_command(dir);
+    command
+        .env(env::LOG_LEVEL, "debug")
+        .env(env::LOG_FORMAT, "json");
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, mut logs) = tokio::sync::watch::channel(String::new());
+    tokio::spawn(async move {
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        while let Ok(Some(line)) = lines.next_line().await {
+            sender.send_modify(|all| {
+                all.push_str(&line);
+                all.push('\n');
+            });
+        }
+    });
+    let listening = tokio::time::timeout(
+        Duration::from_secs(20),
+        logs.wait_for(|all| all.contains("llm-proxy listening")),
+    )
+    .await
+    .expect("the binary starts listening")
+    .unwrap()
+    .clone();
+    let line = listening
+        .lines()
+        .find(|l| l.contains("llm-proxy listening"))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    let addr = json["addr"].as_str().unwrap().to_owned();
+    Running { child, addr, logs }
 }
 
 pub const CHAT_BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
