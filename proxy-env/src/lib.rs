@@ -46,6 +46,9 @@ env_vars! {
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT", default "30s", Server, secret false, "Upper bound for a non-streaming upstream exchange; streams are bounded by idle time instead.";
     MAX_REQUEST_SIZE = "MAX_REQUEST_SIZE", default "10485760", Server, secret false, "Largest accepted request body in bytes (413 beyond).";
     MAX_CONCURRENT_REQUESTS = "MAX_CONCURRENT_REQUESTS", default "100", Server, secret false, "Concurrent /v1 requests admitted before 503 (0 = unlimited).";
+    LLM_PROXY_MAX_CONNECTIONS = "LLM_PROXY_MAX_CONNECTIONS", default "4096", Server, secret false, "Client connections served at once; a connection beyond gets 503 `too_many_connections` and is closed.";
+    LLM_PROXY_HEADER_READ_TIMEOUT = "LLM_PROXY_HEADER_READ_TIMEOUT", default "10s", Server, secret false, "Time a client has to send a request's headers (and, on an idle keep-alive connection, its next request's); then the connection is closed.";
+    LLM_PROXY_BODY_READ_TIMEOUT = "LLM_PROXY_BODY_READ_TIMEOUT", default "60s", Server, secret false, "Time a request body has to arrive once the proxy waits for it; then 408 `request_body_timeout` (/v1 reads it only after the client token is known).";
     SHUTDOWN_TIMEOUT = "SHUTDOWN_TIMEOUT", default "30s", Both, secret false, "How long SIGTERM waits for in-flight requests and streams.";
     MANAGEMENT_TOKEN = "MANAGEMENT_TOKEN", default "", Server, secret true, "Bearer token of the /manage API (required).";
     // Provider

@@ -26,6 +26,8 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("request body could not be read")]
     BodyUnreadable,
+    #[error("request body did not arrive within the body read timeout")]
+    BodyTimeout,
     #[error("JSON request body is not a JSON object")]
     InvalidJson,
     #[error("parameter {param} has a value outside the whitelist")]
@@ -96,6 +98,7 @@ impl ProxyError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EndpointNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::OriginNotAllowed | Self::ProjectInactive => StatusCode::FORBIDDEN,
             Self::MissingToken
             | Self::TokenFormat(_)
@@ -122,6 +125,7 @@ impl ProxyError {
             Self::EndpointNotFound => "endpoint_not_found",
             Self::BodyTooLarge => "request_too_large",
             Self::BodyUnreadable => "invalid_request_body",
+            Self::BodyTimeout => "request_body_timeout",
             Self::InvalidJson => "invalid_json",
             Self::ParamNotAllowed { .. } => "param_not_allowed",
             Self::OriginRequired => "origin_required",
@@ -152,6 +156,7 @@ impl ProxyError {
             Self::EndpointNotFound => "Endpoint not found".to_owned(),
             Self::BodyTooLarge => "Request body too large".to_owned(),
             Self::BodyUnreadable => "Request body could not be read".to_owned(),
+            Self::BodyTimeout => "Request body not received in time".to_owned(),
             Self::InvalidJson => "Request body must be a JSON object".to_owned(),
             Self::ParamNotAllowed {
                 param,

@@ -4,7 +4,8 @@
 //! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission; their caches are [`ttl_map`]s), [`upstream`] (the pooled
 //! client), [`breaker`], [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`redis_link`] (the shared
-//! Redis connection and per-feature health), [`server`] (listener and shutdown) and [`secret`].
+//! Redis connection and per-feature health), [`connections`] (client connections: cap, slow-client deadlines), [`server`] (start-up and
+//! shutdown) and [`secret`].
 
 pub mod app;
 pub mod audit;
@@ -12,6 +13,7 @@ pub mod breaker;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod events;
 pub mod forward;

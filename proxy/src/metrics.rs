@@ -52,6 +52,14 @@ pub struct Metrics {
     request_count: Counter,
     error_count: Counter,
     cache: CacheCounters,
+    connections: ConnectionGauges,
+}
+
+/// Client connections ([`crate::connections`]).
+#[derive(Default)]
+struct ConnectionGauges {
+    open: Gauge,
+    refused: Counter,
 }
 
 /// Counters of the HTTP response cache ([`crate::cache`]).
@@ -93,6 +101,17 @@ impl Metrics {
         let request_count = Counter::default();
         let error_count = Counter::default();
         let cache = CacheCounters::default();
+        let connections = ConnectionGauges::default();
+        registry.register(
+            "client_connections",
+            "Client connections being served",
+            connections.open.clone(),
+        );
+        registry.register(
+            "client_connections_refused",
+            "Client connections refused beyond LLM_PROXY_MAX_CONNECTIONS",
+            connections.refused.clone(),
+        );
         registry.register(
             "cache_hits",
             "HTTP cache lookups answered from the cache (conditional hits included)",
@@ -185,7 +204,23 @@ impl Metrics {
             request_count,
             error_count,
             cache,
+            connections,
         }
+    }
+
+    /// A client connection is being served.
+    pub fn connection_opened(&self) {
+        self.connections.open.inc();
+    }
+
+    /// A served client connection ended.
+    pub fn connection_closed(&self) {
+        self.connections.open.dec();
+    }
+
+    /// A client connection was refused beyond the cap.
+    pub fn record_connection_refused(&self) {
+        self.connections.refused.inc();
     }
 
     /// Adds the event bus counters (`llm_proxy_event_bus_*`).

@@ -4,8 +4,6 @@
 //! in-flight requests and streams continue, and the process exits when they are done or when
 //! `SHUTDOWN_TIMEOUT` has passed.
 
-use axum::ServiceExt as _;
-use axum::serve::ListenerExt;
 use llm_proxy_events::{EventPublisher, StreamTarget};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -64,8 +62,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let app::App {
         service,
         caches,
+        metrics,
         usage_flusher,
-        ..
     } = app::build(
         &config,
         app::Dependencies {
@@ -84,18 +82,14 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     );
 
     let shutdown = CancellationToken::new();
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(
+    let serve = crate::connections::serve(
         listener,
-        // Connect info gives the management API's audit records the client address.
-        service.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { serve.await });
+        service,
+        config.connections,
+        metrics,
+        shutdown.clone(),
+    );
+    let mut server = tokio::spawn(serve);
 
     let stopped_early = tokio::select! {
         result = &mut server => Some(result),
@@ -111,7 +105,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
                 Err(_) => {
                     tracing::warn!("shutdown timeout reached; closing remaining connections");
                     server.abort();
-                    Ok(Ok(()))
+                    Ok(())
                 }
             }
         }
@@ -125,10 +119,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     if let Some(events) = &events {
         events.shutdown(EVENT_FLUSH_GRACE).await;
     }
-    match result {
-        Ok(serve_result) => serve_result.map_err(ServerError::Serve),
-        Err(join_error) => Err(ServerError::Serve(std::io::Error::other(join_error))),
-    }
+    result.map_err(|join_error| ServerError::Serve(std::io::Error::other(join_error)))
 }
 
 /// The bus selected by `LLM_PROXY_EVENT_BUS`, holding up to `OBSERVABILITY_BUFFER_SIZE` events.

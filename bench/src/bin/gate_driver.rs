@@ -8,8 +8,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::ServiceExt as _;
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use clap::Parser;
 use http::{HeaderValue, StatusCode, Uri};
@@ -178,16 +176,23 @@ async fn serve_proxy(
         .map_err(|e| BenchError::Gate(format!("audit: {e}")))?;
     let events = EventPublisher::in_memory(config.observability.buffer_size);
     let app::App {
-        service, caches, ..
+        service,
+        caches,
+        metrics,
+        ..
     } = app::build(&config, app::Dependencies::new(store, audit, Some(events)));
     // As in the server: only the service keeps the data path's state alive.
     drop(caches);
 
     let (proxy_listener, proxy_addr) = bind_loopback("the proxy").await?;
-    let listener = proxy_listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move { axum::serve(listener, service.into_make_service()).await });
+    // The server's own connection loop (TCP_NODELAY, caps, deadlines), as in `llm-proxy server`.
+    tokio::spawn(llm_proxy::connections::serve(
+        proxy_listener,
+        service,
+        config.connections,
+        metrics,
+        tokio_util::sync::CancellationToken::new(),
+    ));
 
     Ok(proxy_addr)
 }

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub max_request_size: u64,
     /// `None` = unlimited.
     pub max_concurrent_requests: Option<usize>,
+    /// Client connection cap and the deadlines of slow clients.
+    pub connections: crate::connections::ConnectionSettings,
     pub shutdown_timeout: Duration,
     pub management_token: Secret,
     pub provider: Provider,
@@ -290,6 +292,13 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         self.parse(name, values::parse_duration)
     }
 
+    fn positive_duration(&self, name: &'static str) -> Result<Duration, ConfigError> {
+        self.parse(name, |raw| match values::parse_duration(raw)? {
+            Duration::ZERO => Err("must be greater than zero"),
+            d => Ok(d),
+        })
+    }
+
     fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
         self.parse(name, values::parse_bool)
     }
@@ -352,13 +361,7 @@ impl ServerConfig {
         }
         Ok(Self {
             listen_addr: e.parse(env::LISTEN_ADDR, values::parse_listen_addr)?,
-            request_timeout: e.parse(
-                env::REQUEST_TIMEOUT,
-                |raw| match values::parse_duration(raw)? {
-                    Duration::ZERO => Err("must be greater than zero"),
-                    d => Ok(d),
-                },
-            )?,
+            request_timeout: e.positive_duration(env::REQUEST_TIMEOUT)?,
             max_request_size: e.parse(env::MAX_REQUEST_SIZE, |raw| {
                 match values::parse_size(raw)? {
                     0 => Err("must be greater than zero"),
@@ -367,6 +370,11 @@ impl ServerConfig {
             })?,
             max_concurrent_requests: Some(e.usize(env::MAX_CONCURRENT_REQUESTS)?)
                 .filter(|n| *n > 0),
+            connections: crate::connections::ConnectionSettings {
+                max_connections: e.positive_usize(env::LLM_PROXY_MAX_CONNECTIONS)?,
+                header_read_timeout: e.positive_duration(env::LLM_PROXY_HEADER_READ_TIMEOUT)?,
+                body_read_timeout: e.positive_duration(env::LLM_PROXY_BODY_READ_TIMEOUT)?,
+            },
             shutdown_timeout: e.duration(env::SHUTDOWN_TIMEOUT)?,
             management_token,
             provider: providers::load_provider(

@@ -3,13 +3,15 @@
 //! Steps, in order (each may end the request with a [`ProxyError`]):
 //! 1. request id: a fresh UUIDv4, sent upstream and returned as `X-Request-ID` (client values ignored);
 //! 2. CORS preflight: `OPTIONS` answers 204 without authentication and never reaches the upstream;
-//! 3. concurrency limit (`MAX_CONCURRENT_REQUESTS`, 503) and circuit breaker (503 while open);
+//! 3. circuit breaker (503 while open);
 //! 4. path safety (no `.`/`..` segments, `//`, encoded dots or slashes: 400), method (405) and
 //!    endpoint prefix (404) allow-lists of the provider;
-//! 5. body read with the `MAX_REQUEST_SIZE` limit (413), then the param whitelist on POSTed JSON
-//!    objects (the body is parsed once);
-//! 6. origin rules (`required_headers: [origin]`, `allowed_origins`);
-//! 7. client token ([`crate::tokens`]): 401/429 per the token error table, checked without counting;
+//! 5. client token ([`crate::tokens`]): 401/429 per the token error table, checked without counting;
+//! 6. concurrency limit (`MAX_CONCURRENT_REQUESTS`, 503): only an authenticated request takes a
+//!    slot, so unauthenticated clients (and their bodies) cannot exhaust them;
+//! 7. body read with the `MAX_REQUEST_SIZE` limit (413) and the body read timeout (408, see
+//!    [`crate::connections`]), then the param whitelist on POSTed JSON objects (the body is parsed
+//!    once), then the origin rules (`required_headers: [origin]`, `allowed_origins`);
 //! 8. project active (403) ([`crate::projects`]), then the project's rate limits
 //!    ([`crate::ratelimit`]: 429, or 503 when fail-closed), before anything is counted, then the HTTP
 //!    cache lookup ([`crate::cache`]): a hit is served here (no quota, no upstream); on a miss the
@@ -128,26 +130,16 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         let response = preflight(request.headers(), ctx.origin.as_ref());
         return finish(&state, ctx, response, None, in_flight, false, None);
     }
-    let permit = match &state.limiter {
-        Some(limiter) => match limiter.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                let response = local_error(&state, &ctx, ProxyError::Overloaded);
-                let facts = Some(RequestFacts::default());
-                return finish(&state, ctx, response, None, in_flight, true, facts);
-            }
-        },
-        None => None,
-    };
     if state.breaker.is_open() {
         state.metrics.set_circuit_open(true);
         let response = local_error(&state, &ctx, ProxyError::CircuitOpen);
         // Upstream behaviour: the breaker's 503 carries no CORS headers.
         let facts = Some(RequestFacts::default());
-        return finish(&state, ctx, response, permit, in_flight, false, facts);
+        return finish(&state, ctx, response, None, in_flight, false, facts);
     }
     let mut facts = RequestFacts::default();
-    let response = match forward(&state, &ctx, request, &mut facts).await {
+    let mut permit = None;
+    let response = match forward(&state, &ctx, request, &mut facts, &mut permit).await {
         Ok(response) => {
             state.breaker.record(response.status());
             response
@@ -164,11 +156,23 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
     finish(&state, ctx, response, permit, in_flight, true, Some(facts))
 }
 
+/// Takes one of the `MAX_CONCURRENT_REQUESTS` admission slots (kept until the response body ends).
+fn admission_slot(state: &ProxyState) -> Result<Option<OwnedSemaphorePermit>, ProxyError> {
+    match &state.limiter {
+        Some(limiter) => match limiter.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => Err(ProxyError::Overloaded),
+        },
+        None => Ok(None),
+    }
+}
+
 async fn forward(
     state: &ProxyState,
     ctx: &RequestContext,
     request: Request,
     facts: &mut RequestFacts,
+    permit: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<Response, ProxyError> {
     let provider = &state.provider;
     let (parts, body) = request.into_parts();
@@ -179,11 +183,8 @@ async fn forward(
     if ctx.endpoint.is_none() {
         return Err(ProxyError::EndpointNotFound);
     }
-    let body = read_body(&parts.headers, body, state.max_request_size).await?;
-    facts.body = body.clone();
-    check_params(provider, &parts.method, &parts.headers, &body)?;
-    check_origin(provider, &parts.headers)?;
-
+    // The client token before the body: a client without a valid token never holds an admission
+    // slot, and its body is never read.
     let authorization = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -192,6 +193,12 @@ async fn forward(
     facts.project_id = Some(identified.record.project_id.clone());
     facts.token_id = Some(identified.record.id);
     state.tokens.check(&identified)?;
+    *permit = admission_slot(state)?;
+    let body = read_body(&parts.headers, body, state.max_request_size).await?;
+    facts.body = body.clone();
+    check_params(provider, &parts.method, &parts.headers, &body)?;
+    check_origin(provider, &parts.headers)?;
+
     // Project active, then its rate limits, before the quota is counted: a rate-limited request
     // consumes nothing.
     let limits = state.projects.admit(&identified.record.project_id).await?;

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::ServiceExt as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -157,11 +156,13 @@ impl Harness {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let service = app.service;
-        let server = tokio::spawn(async move {
-            let service = service.into_make_service_with_connect_info::<SocketAddr>();
-            let _ = axum::serve(listener, service).await;
-        });
+        let server = tokio::spawn(llm_proxy::connections::serve(
+            listener,
+            app.service,
+            config.connections,
+            app.metrics.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        ));
         let project = store
             .create_project(NewProject {
                 name: format!("project-{}", uuid::Uuid::new_v4()),

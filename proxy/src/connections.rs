@@ -1,0 +1,311 @@
+//! Client connections: accepting them up to a cap, the deadlines a slow client gets, and serving
+//! HTTP/1.1 and HTTP/2 (h2c, told apart by the first bytes) on them until a graceful shutdown.
+//!
+//! A client that trickles cannot hold what others need:
+//! - at most [`ConnectionSettings::max_connections`] connections are served at once; a connection
+//!   beyond that is answered `503 too_many_connections` (one small write on the fresh socket, no
+//!   task, no read) and closed, so a flood costs one accept each and never the file descriptors of
+//!   the connections already served;
+//! - the first bytes of a connection (HTTP/1.1 or the HTTP/2 preface) and every HTTP/1.1 request
+//!   head, including the wait for the next request on an idle keep-alive connection, must arrive
+//!   within [`ConnectionSettings::header_read_timeout`]; then the connection is closed;
+//! - a request body must arrive within [`ConnectionSettings::body_read_timeout`] of the proxy's
+//!   first read of it ([`DeadlineBody`]); `/v1` then answers `408 request_body_timeout`. `/v1` reads
+//!   the body only after the client token is known, so an unauthenticated body holds no admission
+//!   slot (see [`crate::forward`]).
+//!
+//! When accepting fails (no file descriptor left, for instance) the loop waits, from 10 ms doubling
+//! to 1 s, instead of spinning, and logs one line per failure streak.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+use crate::app::AppService;
+use crate::metrics::Metrics;
+
+/// Bytes that tell HTTP/2 (its 24-byte preface) from HTTP/1.1.
+const PROTOCOL_SNIFF_BYTES: usize = 24;
+/// Shortest and longest wait after a failed accept.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// The answer of a connection beyond the cap.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 62\r\n\r\n\
+{\"error\":\"Too many connections\",\"code\":\"too_many_connections\"}";
+
+/// Limits of client connections (`LLM_PROXY_MAX_CONNECTIONS`, `LLM_PROXY_HEADER_READ_TIMEOUT`,
+/// `LLM_PROXY_BODY_READ_TIMEOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+}
+
+/// Serves `service` on `listener` until `shutdown`, then stops accepting and lets the open
+/// connections finish (the caller bounds that wait).
+pub async fn serve(
+    listener: TcpListener,
+    service: AppService,
+    settings: ConnectionSettings,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut backoff = ACCEPT_BACKOFF.0;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                if backoff == ACCEPT_BACKOFF.0 {
+                    tracing::warn!(%error, "cannot accept connections; retrying with backoff");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
+        };
+        backoff = ACCEPT_BACKOFF.0;
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.record_connection_refused();
+            // A fresh socket's send buffer takes these few bytes at once; if it does not, the
+            // connection is closed without them. What the client has sent already is read first,
+            // so closing does not reset the connection before it reads the answer.
+            let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+            let _ = stream.try_read(&mut [0_u8; 4096]);
+            continue;
+        };
+        let watcher = graceful.watcher();
+        let service = PerConnection {
+            app: service.clone(),
+            peer,
+            body_read_timeout: settings.body_read_timeout,
+        };
+        let header_read_timeout = settings.header_read_timeout;
+        metrics.connection_opened();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let io = TokioIo::new(SniffDeadline::new(stream, header_read_timeout));
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            builder.http2().timer(TokioTimer::new());
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+            metrics.connection_closed();
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// The application as hyper sees it for one connection: the peer address as `ConnectInfo` (the
+/// audit trail's client address) and every request body under a [`DeadlineBody`].
+#[derive(Clone)]
+struct PerConnection {
+    app: AppService,
+    peer: SocketAddr,
+    body_read_timeout: Duration,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for PerConnection {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = <AppService as Service<axum::extract::Request>>::Future;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let timeout = self.body_read_timeout;
+        let mut request = request.map(|incoming| Body::new(DeadlineBody::new(incoming, timeout)));
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        self.app.clone().call(request)
+    }
+}
+
+/// A request body that fails with [`BodyDeadlineExceeded`] when it is not complete `timeout` after
+/// its first read.
+pub struct DeadlineBody<B> {
+    inner: B,
+    timeout: Duration,
+    /// Armed at the first read: a body never read costs no timer.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> DeadlineBody<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            deadline: None,
+        }
+    }
+}
+
+/// The request body did not arrive in time (`LLM_PROXY_BODY_READ_TIMEOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body did not arrive within the body read timeout")]
+pub struct BodyDeadlineExceeded;
+
+impl<B> HttpBody for DeadlineBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|result| result.map_err(Into::into)));
+        }
+        let timeout = this.timeout;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyDeadlineExceeded)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether `error` (or one of its sources) is a [`BodyDeadlineExceeded`].
+pub fn is_body_deadline(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<BodyDeadlineExceeded>())
+}
+
+/// A connection whose first [`PROTOCOL_SNIFF_BYTES`] must arrive within the header read timeout:
+/// hyper-util reads them to tell HTTP/2 from HTTP/1.1 with no deadline of its own, and hyper's
+/// HTTP/1.1 header timeout only starts after that. Past those bytes it is the bare stream.
+struct SniffDeadline {
+    stream: TcpStream,
+    sniffed: usize,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl SniffDeadline {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        Self {
+            stream,
+            sniffed: 0,
+            deadline: Box::pin(tokio::time::sleep_until(Instant::now() + timeout)),
+        }
+    }
+}
+
+impl AsyncRead for SniffDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if this.sniffed >= PROTOCOL_SNIFF_BYTES {
+            return read;
+        }
+        match read {
+            Poll::Ready(Ok(())) => {
+                this.sniffed += buf.filled().len() - before;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => Poll::Ready(Err(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "header read timeout"),
+            )),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for SniffDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_a_complete_http_response() {
+        let text = std::str::from_utf8(TOO_MANY_CONNECTIONS).unwrap_or_default();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert_eq!(json["code"], "too_many_connections");
+    }
+}
