@@ -161,6 +161,10 @@ expect_failure dispatcher-default-bus "Configuration error: Dispatcher requires 
     --set dispatcher.enabled=true
 expect_failure dispatcher-invalid-bus "Configuration error: Dispatcher requires LLM_PROXY_EVENT_BUS to be 'redis' or 'redis-streams', but it is set to 'invalid-bus'." \
     --set dispatcher.enabled=true --set env.LLM_PROXY_EVENT_BUS=invalid-bus --set redis.external.addr=redis:6379
+expect_failure redis-addr-with-password "Configuration error: redis.external.addr must be host:port. It is rendered as a plain environment value, so a password must not be in it" \
+    --set env.LLM_PROXY_EVENT_BUS=redis --set 'redis.external.addr=default:hunter2@redis:6379'
+expect_failure redis-addr-as-url "Configuration error: redis.external.addr must be host:port." \
+    --set env.LLM_PROXY_EVENT_BUS=redis --set 'redis.external.addr=redis://:hunter2@redis:6379'
 expect_failure helicone-without-key "Configuration error: Dispatcher service 'helicone' requires an API key via existingSecret. Please set dispatcher.apiKey.existingSecret.name" \
     --set dispatcher.enabled=true --set dispatcher.service=helicone "${REDIS[@]}"
 

@@ -7,6 +7,9 @@ use crate::crd::LlmProxySpec;
 /// `validateAutoscalingConfig`.
 pub const AUTOSCALING_NO_TARGETS: &str = "Configuration error: autoscaling.enabled is true but no target metrics are configured. Please set at least one of autoscaling.targetCPUUtilizationPercentage or autoscaling.targetMemoryUtilizationPercentage.";
 /// `validatePostgresConfig`: in-cluster and external at once.
+/// `redis.external.addr` is rendered as a plain environment value: credentials must not be in it.
+pub const REDIS_ADDR_WITH_CREDENTIALS: &str = "Configuration error: redis.external.addr must be host:port. It is rendered as a plain environment value, so a password must not be in it: put it in a Secret named by redis.external.password.existingSecret.";
+
 pub const POSTGRES_BOTH: &str = "Configuration error: Cannot use both in-cluster PostgreSQL (postgresql.enabled=true) and external PostgreSQL (secrets.databaseUrl) at the same time. Please choose one approach.";
 /// `validatePostgresConfig`: postgres driver without a database.
 pub const POSTGRES_NEITHER: &str = "Configuration error: DB_DRIVER is set to 'postgres' but no database configuration found. Please either:\n  1. Enable in-cluster PostgreSQL with postgresql.enabled=true (development/testing only)\n  2. Configure external PostgreSQL with secrets.databaseUrl.existingSecret.name (recommended for production)\n  3. Change DB_DRIVER to 'sqlite' for single-instance deployments";
@@ -55,6 +58,9 @@ pub fn validate(spec: &LlmProxySpec) -> Result<(), InvalidSpec> {
     let bus = spec.event_bus();
     let driver = spec.db_driver();
     let redis_addr_empty = spec.redis.external.addr.is_empty();
+    if spec.redis.external.addr.contains('@') || spec.redis.external.addr.contains("://") {
+        return fail(REDIS_ADDR_WITH_CREDENTIALS.to_owned());
+    }
 
     let autoscaling = &spec.autoscaling;
     if autoscaling.enabled

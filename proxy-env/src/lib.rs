@@ -49,6 +49,7 @@ env_vars! {
     LLM_PROXY_MAX_CONNECTIONS = "LLM_PROXY_MAX_CONNECTIONS", default "4096", Server, secret false, "Client connections served at once; a connection beyond gets 503 `too_many_connections` and is closed.";
     LLM_PROXY_HEADER_READ_TIMEOUT = "LLM_PROXY_HEADER_READ_TIMEOUT", default "10s", Server, secret false, "Time a client has to send a request's headers (and, on an idle keep-alive connection, its next request's); then the connection is closed.";
     LLM_PROXY_BODY_READ_TIMEOUT = "LLM_PROXY_BODY_READ_TIMEOUT", default "60s", Server, secret false, "Time a request body has to arrive once the proxy waits for it; then 408 `request_body_timeout` (/v1 reads it only after the client token is known).";
+    LLM_PROXY_TRUSTED_PROXIES = "LLM_PROXY_TRUSTED_PROXIES", default "", Server, secret false, "Reverse proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For`/`X-Real-IP` name the client in the audit trail; empty = the TCP peer is the client.";
     SHUTDOWN_TIMEOUT = "SHUTDOWN_TIMEOUT", default "30s", Both, secret false, "How long SIGTERM waits for in-flight requests and streams.";
     MANAGEMENT_TOKEN = "MANAGEMENT_TOKEN", default "", Server, secret true, "Bearer token of the /manage API (required).";
     // Provider

@@ -233,6 +233,13 @@ impl RedisSettings {
     }
 
     fn from_parts(addr: &str, db: i64, password: &str) -> Result<Self, ConfigError> {
+        // A URL or `user:password@host` pasted here would be echoed by the error below.
+        if addr.contains('@') || addr.contains("://") {
+            return Err(ConfigError::InvalidSecret {
+                name: env::REDIS_ADDR,
+                reason: "expected host:port; a password goes in REDIS_PASSWORD and a URL in REDIS_URL",
+            });
+        }
         let invalid_addr = || ConfigError::Invalid {
             name: env::REDIS_ADDR,
             value: addr.to_string(),
@@ -443,6 +450,16 @@ mod tests {
         ] {
             let err = RedisSettings::from_lookup(&lookup(&[(name, value)])).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
+        }
+        for pasted in ["redis://:hunter2@redis:6379", "default:hunter2@redis:6379"] {
+            let err =
+                RedisSettings::from_lookup(&lookup(&[(env::REDIS_ADDR, pasted)])).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains("REDIS_ADDR") && message.contains("REDIS_PASSWORD"),
+                "{message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
         }
     }
 

@@ -177,12 +177,13 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
     let caches = Arc::new(ProxyCaches {
         state: state.clone(),
     });
-    let manage = manage::router(ManageState {
-        store: store.clone(),
-        management_token: config.management_token.clone(),
+    let manage = manage::router(ManageState::new(
+        store.clone(),
+        config.management_token.clone(),
         audit,
-        invalidator: caches.clone(),
-    });
+        caches.clone(),
+        config.trusted_proxies.clone(),
+    ));
     let mut router = Router::new()
         .route(env::HEALTH_PATH, get(health::health))
         .route(env::LIVE_PATH, get(health::live))
@@ -207,7 +208,10 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
                 .with_state(state.clone()),
         );
     }
-    let routes = router.fallback(|| async { ProxyError::RouteNotFound });
+    // axum's own 405 has an empty body; the `Allow` header is added by axum either way.
+    let routes = router
+        .method_not_allowed_fallback(|| async { ProxyError::MethodNotAllowed })
+        .fallback(|| async { ProxyError::RouteNotFound });
     let service = AppService {
         proxy: state.clone(),
         routes,

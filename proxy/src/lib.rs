@@ -2,7 +2,7 @@
 //!
 //! Modules: [`config`] (environment and provider file, parsed once), [`app`] (router and state),
 //! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission; their caches are [`ttl_map`]s), [`upstream`] (the pooled
-//! client), [`breaker`], [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
+//! client), [`breaker`], [`client_ip`] (who a request came from), [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`redis_link`] (the shared
 //! Redis connection and per-feature health), [`connections`] (client connections: cap, slow-client deadlines), [`server`] (start-up and
 //! shutdown) and [`secret`].
@@ -11,6 +11,7 @@ pub mod app;
 pub mod audit;
 pub mod breaker;
 pub mod cache;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod connections;

@@ -494,6 +494,29 @@ async fn origin_rules_are_enforced() {
         )
         .await;
     method.assert_error(405, "method_not_allowed");
+    assert_eq!(method.headers["allow"], "GET, POST");
+}
+
+#[tokio::test]
+async fn health_and_metrics_routes_answer_405_as_json_with_allow() {
+    let h = Harness::start().await;
+    for path in [
+        "/health",
+        "/live",
+        "/ready",
+        "/metrics",
+        "/metrics/prometheus",
+    ] {
+        let reply = h
+            .send(
+                common::request(Method::POST, &h.url(path))
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await;
+        reply.assert_error(405, "method_not_allowed");
+        assert_eq!(reply.headers["allow"], "GET,HEAD", "{path}");
+    }
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use llm_proxy::audit::Audit;
+use llm_proxy::client_ip::TrustedProxies;
 use llm_proxy::config::AuditConfig;
 use llm_proxy::manage::{CacheInvalidator, ManageState, router};
 use llm_proxy::secret::Secret;
@@ -117,6 +118,20 @@ impl Harness {
 
     /// Starts with provider keys encrypted at rest under `key`.
     pub async fn start_with_key(backend: Backend, key: Option<EncryptionKey>) -> Self {
+        Self::start_with(backend, key, TrustedProxies::default()).await
+    }
+
+    /// Starts on SQLite, believing the forwarding headers of `trusted` peers.
+    pub async fn start_trusting(trusted: &str) -> Self {
+        let trusted = TrustedProxies::parse(trusted).unwrap();
+        Self::start_with(Backend::Sqlite, None, trusted).await
+    }
+
+    async fn start_with(
+        backend: Backend,
+        key: Option<EncryptionKey>,
+        trusted_proxies: TrustedProxies,
+    ) -> Self {
         let dir = TempDir::new();
         let driver = match backend {
             Backend::Sqlite => Driver::Sqlite {
@@ -145,12 +160,13 @@ impl Harness {
         .await
         .unwrap();
         let invalidator = Arc::new(RecordingInvalidator::default());
-        let state = ManageState {
-            store: Arc::clone(&store),
-            management_token: Secret::new(MANAGEMENT_TOKEN),
-            audit: audit.clone(),
-            invalidator: invalidator.clone(),
-        };
+        let state = ManageState::new(
+            Arc::clone(&store),
+            Secret::new(MANAGEMENT_TOKEN),
+            audit.clone(),
+            invalidator.clone(),
+            trusted_proxies,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -1163,4 +1179,87 @@ async fn a_database_failure_is_a_generic_500_that_reveals_nothing() {
         .call(Method::GET, &format!("/manage/projects/{project}"), None)
         .await;
     assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+}
+
+/// The audit record of the one `project.list` call made with `forwarded` headers.
+async fn audited_client_ip(h: &Harness, forwarded: &[(&str, &str)]) -> serde_json::Value {
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("{}/manage/projects", h.base))
+        .header(header::AUTHORIZATION, format!("Bearer {MANAGEMENT_TOKEN}"));
+    for (name, value) in forwarded {
+        request = request.header(*name, *value);
+    }
+    let reply = h
+        .client
+        .request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    h.audit.flush().await;
+    let listed = h
+        .call(Method::GET, "/manage/audit?action=project.list", None)
+        .await
+        .json();
+    listed["events"][0]["client_ip"].clone()
+}
+
+#[tokio::test]
+async fn forwarding_headers_of_an_untrusted_peer_do_not_name_the_audited_client() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let forged = [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-real-ip", "203.0.113.8"),
+    ];
+    assert_eq!(audited_client_ip(&h, &forged).await, "127.0.0.1");
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client_and_cannot_be_bypassed_by_a_forged_entry() {
+    let h = Harness::start_trusting("127.0.0.0/8").await;
+    // The client forged the left entry; the trusted proxy appended the address it saw.
+    let forwarded = [("x-forwarded-for", "10.10.10.10, 203.0.113.9")];
+    assert_eq!(audited_client_ip(&h, &forwarded).await, "203.0.113.9");
+}
+
+#[tokio::test]
+async fn unauthenticated_floods_write_a_bounded_number_of_audit_records() {
+    let h = Harness::start(Backend::Sqlite).await;
+    for i in 0..300 {
+        let auth = format!("Bearer wrong-{i}");
+        let reply = h
+            .send(
+                Method::GET,
+                "/manage/projects",
+                Some(&auth),
+                None,
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    h.audit.flush().await;
+    let denied = h
+        .call(Method::GET, "/manage/audit?outcome=denied", None)
+        .await
+        .json();
+    let count = denied["pagination"]["total_count"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    // One window, or two if the run straddles a window boundary (plus its summary).
+    let bound = 2 * u64::from(llm_proxy::manage::FAILED_AUTH_RECORDED) + 1;
+    assert!(count >= 20 && count <= bound, "{count} denied records");
+}
+
+#[tokio::test]
+async fn the_bare_management_prefix_asks_for_authentication_first() {
+    let h = Harness::start(Backend::Sqlite).await;
+    for path in ["/manage", "/manage/", "/manage/nothing/here"] {
+        let anonymous = h.send(Method::GET, path, None, None, Bytes::new()).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(anonymous.json()["code"], "unauthorized");
+        let authorised = h.call(Method::GET, path, None).await;
+        assert_eq!(authorised.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(authorised.json()["code"], "not_found");
+    }
 }

@@ -25,6 +25,9 @@ Configuration checks. Each `fail` message is the upstream chart's, verbatim, so 
 
 {{- define "llm-proxy.validateRedisConfig" -}}
 {{- $bus := include "llm-proxy.eventBus" . }}
+{{- if regexMatch "@|://" (toString .Values.redis.external.addr) }}
+{{- fail "Configuration error: redis.external.addr must be host:port. It is rendered as a plain environment value, so a password must not be in it: put it in a Secret named by redis.external.password.existingSecret." }}
+{{- end }}
 {{- if and (has $bus (list "redis" "redis-streams")) (not .Values.redis.external.addr) }}
 {{- fail (printf "Configuration error: LLM_PROXY_EVENT_BUS is set to '%s' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address (e.g., 'redis.example.com:6379') or change LLM_PROXY_EVENT_BUS to 'in-memory' for single-instance deployments." $bus) }}
 {{- end }}

@@ -14,6 +14,14 @@ fn cases() -> Vec<(&'static str, String, Option<String>)> {
     };
     // Reconciler only (see the `cel` module of `crd`).
     add(
+        "redis: {external: {addr: 'default:hunter2@redis:6379'}}",
+        (validate::REDIS_ADDR_WITH_CREDENTIALS.to_owned(), None),
+    );
+    add(
+        "redis: {external: {addr: 'redis://:hunter2@redis:6379'}}",
+        (validate::REDIS_ADDR_WITH_CREDENTIALS.to_owned(), None),
+    );
+    add(
         "autoscaling: {enabled: true, targetCPUUtilizationPercentage: null}",
         (validate::AUTOSCALING_NO_TARGETS.to_owned(), None),
     );

@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: Option<usize>,
     /// Client connection cap and the deadlines of slow clients.
     pub connections: crate::connections::ConnectionSettings,
+    /// Whose forwarding headers name the client (`LLM_PROXY_TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
     pub shutdown_timeout: Duration,
     pub management_token: Secret,
     pub provider: Provider,
@@ -375,6 +377,10 @@ impl ServerConfig {
                 header_read_timeout: e.positive_duration(env::LLM_PROXY_HEADER_READ_TIMEOUT)?,
                 body_read_timeout: e.positive_duration(env::LLM_PROXY_BODY_READ_TIMEOUT)?,
             },
+            trusted_proxies: e.parse(
+                env::LLM_PROXY_TRUSTED_PROXIES,
+                crate::client_ip::TrustedProxies::parse,
+            )?,
             shutdown_timeout: e.duration(env::SHUTDOWN_TIMEOUT)?,
             management_token,
             provider: providers::load_provider(

@@ -303,6 +303,7 @@ fn audit_refusal(state: &ProxyState, ctx: &RequestContext, facts: &RequestFacts,
 /// Turns a local error into its response and counts it.
 fn local_error(state: &ProxyState, ctx: &RequestContext, err: ProxyError) -> Response {
     state.metrics.record_error(err.code());
+    let allow = matches!(err, ProxyError::MethodNotAllowed).then(|| allow_header(&state.provider));
     match &err {
         ProxyError::Store(_) | ProxyError::UpstreamUnreachable(_) => {
             tracing::warn!(request_id = %ctx.id, code = err.code(), error = %err, "request failed")
@@ -311,7 +312,21 @@ fn local_error(state: &ProxyState, ctx: &RequestContext, err: ProxyError) -> Res
             tracing::debug!(request_id = %ctx.id, code = err.code(), error = %err, "request refused")
         }
     }
-    err.into_response()
+    let mut response = err.into_response();
+    if let Some(Ok(allow)) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
+}
+
+/// The `Allow` header of a 405: the provider's allowed methods.
+fn allow_header(provider: &Provider) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let methods: Vec<&str> = provider
+        .allowed_methods
+        .iter()
+        .map(Method::as_str)
+        .collect();
+    HeaderValue::from_str(&methods.join(", "))
 }
 
 /// Adds the proxy's own headers and wraps the body so its end is observed. `facts` is `None` for

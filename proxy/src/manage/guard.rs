@@ -1,7 +1,10 @@
 //! The middleware around every management route: request metadata, authentication (constant
-//! time), the audit record of the call, and JSON bodies for axum's own 405 responses.
+//! time), the audit record of the call (failed authentication bounded per window:
+//! [`FailedAuthAudit`]), and JSON bodies for axum's own 405 responses.
 
 use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,6 +17,7 @@ use subtle::ConstantTimeEq as _;
 use super::error::{ErrorReason, ManageError};
 use super::{ManageState, ROUTES, Subject, find_route};
 use crate::audit::{Action, Actor, event};
+use crate::client_ip::TrustedProxies;
 use crate::secret::Secret;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -63,7 +67,7 @@ pub async fn guard(State(state): State<ManageState>, request: Request, next: Nex
     record.request_id = Some(request_id.clone());
     record.correlation_id =
         header_text(request.headers(), CORRELATION_ID_HEADER).or_else(|| Some(request_id.clone()));
-    record.client_ip = client_ip(&request);
+    record.client_ip = client_ip(&state.trusted_proxies, &request);
     record.method = Some(request.method().to_string());
     record.path = Some(truncate(request.uri().path()));
     record.user_agent = header_text(request.headers(), header::USER_AGENT.as_str());
@@ -76,15 +80,24 @@ pub async fn guard(State(state): State<ManageState>, request: Request, next: Nex
         }
     }
 
-    let response = match authenticate(&state.management_token, request.headers()) {
+    let authenticated = authenticate(&state.management_token, request.headers());
+    let (recorded, summary) = state
+        .failed_auth
+        .observe(authenticated.is_err(), Instant::now());
+    if let Some(summary) = summary {
+        state.audit.record(summary);
+    }
+    let response = match authenticated {
         Ok(()) => json_method_not_allowed(next.run(request).await, matched.as_deref()),
         Err(error) => {
             record.actor = Actor::Anonymous.as_str().to_owned();
             error.into_response()
         }
     };
-    complete(&mut record, &response);
-    state.audit.record(record);
+    if recorded {
+        complete(&mut record, &response);
+        state.audit.record(record);
+    }
     stamp_request_id(response, &request_id)
 }
 
@@ -176,19 +189,79 @@ fn truncate(value: &str) -> String {
     value.chars().take(MAX_AUDITED_HEADER_LEN).collect()
 }
 
-/// Client IP: first `X-Forwarded-For` entry, then `X-Real-IP`, then the peer address.
-fn client_ip(request: &Request) -> Option<String> {
-    let headers = request.headers();
-    header_text(headers, "x-forwarded-for")
-        .and_then(|list| list.split(',').next().map(|ip| ip.trim().to_owned()))
-        .filter(|ip| !ip.is_empty())
-        .or_else(|| header_text(headers, "x-real-ip"))
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_string())
+/// Client IP: the peer, or what a trusted proxy forwarded for ([`crate::client_ip`]).
+fn client_ip(trusted: &TrustedProxies, request: &Request) -> Option<String> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    trusted
+        .client_ip(peer, request.headers())
+        .map(|ip| ip.to_string())
+}
+
+/// Bounds the audit records of failed authentication, which anyone can cause: in each
+/// [`FAILED_AUTH_WINDOW`] the first [`FAILED_AUTH_RECORDED`] are recorded one by one, the rest are
+/// counted and recorded as one `admin.access` event (`reason` says so, `metadata`
+/// `{"suppressed": n, "window_seconds": 10}`) with the first management call after the window.
+#[derive(Debug, Default)]
+pub struct FailedAuthAudit {
+    window: Mutex<FailedAuthWindow>,
+}
+
+#[derive(Debug, Default)]
+struct FailedAuthWindow {
+    started: Option<Instant>,
+    recorded: u32,
+    suppressed: u64,
+}
+
+/// Length of a failed-authentication audit window.
+pub const FAILED_AUTH_WINDOW: Duration = Duration::from_secs(10);
+/// Failed authentications recorded one by one per window.
+pub const FAILED_AUTH_RECORDED: u32 = 20;
+
+impl FailedAuthAudit {
+    /// Closes the window if it is over: the summary of what it suppressed, if anything.
+    fn roll(&self, window: &mut FailedAuthWindow, now: Instant) -> Option<AuditEvent> {
+        let over = window
+            .started
+            .is_none_or(|started| now.duration_since(started) >= FAILED_AUTH_WINDOW);
+        if !over {
+            return None;
+        }
+        let suppressed = std::mem::take(window).suppressed;
+        window.started = Some(now);
+        (suppressed > 0).then(|| {
+            let mut summary = event(Action::AdminAccess, Actor::Anonymous, AuditOutcome::Denied);
+            summary.reason = Some("failed authentications not recorded one by one".to_owned());
+            summary.metadata = Some(
+                serde_json::json!({
+                    "suppressed": suppressed,
+                    "window_seconds": FAILED_AUTH_WINDOW.as_secs()
+                })
+                .to_string(),
+            );
+            summary
         })
+    }
+
+    /// Called for every management call: (whether a failed authentication is recorded one by one,
+    /// the summary of the window that just closed).
+    fn observe(&self, failed: bool, now: Instant) -> (bool, Option<AuditEvent>) {
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let summary = self.roll(&mut window, now);
+        if !failed {
+            return (true, summary);
+        }
+        if window.recorded < FAILED_AUTH_RECORDED {
+            window.recorded += 1;
+            (true, summary)
+        } else {
+            window.suppressed += 1;
+            (false, summary)
+        }
+    }
 }
 
 /// The value of `{id}` in `path`, given the route's matched pattern.
@@ -234,6 +307,36 @@ mod tests {
             authenticate(&expected, &HeaderMap::new()),
             Err(ManageError::MissingCredentials)
         ));
+    }
+
+    #[test]
+    fn failed_authentication_is_recorded_up_to_the_bound_then_summarised_per_window() {
+        let audit = FailedAuthAudit::default();
+        let start = Instant::now();
+        let recorded = (0..100)
+            .filter(|_| {
+                let (recorded, summary) = audit.observe(true, start);
+                assert!(summary.is_none());
+                recorded
+            })
+            .count();
+        assert_eq!(recorded, FAILED_AUTH_RECORDED as usize);
+        // An authenticated call is always recorded and does not count.
+        assert!(audit.observe(false, start).0);
+        let later = start + FAILED_AUTH_WINDOW;
+        let (recorded, summary) = audit.observe(true, later);
+        assert!(recorded, "a new window records again");
+        let summary = summary.map(|event| (event.action, event.outcome, event.metadata));
+        assert_eq!(
+            summary,
+            Some((
+                "admin.access".to_owned(),
+                AuditOutcome::Denied,
+                Some(r#"{"suppressed":80,"window_seconds":10}"#.to_owned())
+            ))
+        );
+        // A window without suppressed failures leaves no summary.
+        assert!(audit.observe(true, later + FAILED_AUTH_WINDOW).1.is_none());
     }
 
     #[test]

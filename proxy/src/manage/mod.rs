@@ -22,9 +22,11 @@ use axum::routing::{MethodRouter, any, delete, get, patch, post};
 use llm_proxy_store::{Store, TokenHash};
 
 use crate::audit::{Action, Audit};
+use crate::client_ip::TrustedProxies;
 use crate::secret::Secret;
 
 pub use error::ManageError;
+pub use guard::{FAILED_AUTH_RECORDED, FAILED_AUTH_WINDOW};
 
 /// Largest accepted management request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -58,6 +60,29 @@ pub struct ManageState {
     pub audit: Audit,
     /// Called after every change that affects the data path.
     pub invalidator: Arc<dyn CacheInvalidator>,
+    /// Whose forwarding headers name the client in the audit trail.
+    trusted_proxies: Arc<TrustedProxies>,
+    /// Bounds the audit records of failed authentication.
+    failed_auth: Arc<guard::FailedAuthAudit>,
+}
+
+impl ManageState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        management_token: Secret,
+        audit: Audit,
+        invalidator: Arc<dyn CacheInvalidator>,
+        trusted_proxies: TrustedProxies,
+    ) -> Self {
+        Self {
+            store,
+            management_token,
+            audit,
+            invalidator,
+            trusted_proxies: Arc::new(trusted_proxies),
+            failed_auth: Arc::default(),
+        }
+    }
 }
 
 /// Which id a route's `{id}` path parameter names, for the audit record.
@@ -203,6 +228,7 @@ pub fn router(state: ManageState) -> Router {
     });
     routes
         .route("/manage", any(guard::unknown_route))
+        .route("/manage/", any(guard::unknown_route))
         .route("/manage/{*rest}", any(guard::unknown_route))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
