@@ -5,7 +5,7 @@ CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 export TOOLS_DIR ?= $(CURDIR)/.cache/tools
 
-.PHONY: help run test test-rust test-charts build lint fmt crds e2e clean bench bench-gate bench-operator
+.PHONY: help run test test-rust test-docs test-charts build lint fmt crds e2e clean bench bench-gate bench-operator
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -13,11 +13,14 @@ help: ## list the targets
 run: ## run the proxy on its embedded defaults (SQLite under ./data, in-memory event bus)
 	scripts/run-dev.sh
 
-test: test-rust test-charts ## every test: Rust (with private PostgreSQL and Redis), charts, CRDs, ArgoCD health check
+test: test-rust test-docs test-charts ## every test: Rust (with private PostgreSQL and Redis), docs, charts, CRDs, ArgoCD health check
 
 test-rust: ## all Rust tests, with throwaway PostgreSQL and Redis servers started and stopped by scripts/test-services.sh
 	scripts/test-services.sh $(CARGO) nextest run --workspace --profile $(NEXTEST_PROFILE)
 	$(CARGO) test --workspace --doc --quiet
+
+test-docs: ## every test docs/security.md names as the proof of a control still exists
+	python3 scripts/check_security_doc.py
 
 test-charts: ## helm lint/template/validate of both charts, CRs against the CRD, ArgoCD health check (fetches helm and kubernetes-validate into .cache/tools)
 	bash scripts/test-charts.sh
