@@ -4,7 +4,7 @@
 //! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission; their caches are [`ttl_map`]s), [`upstream`] (the pooled
 //! client), [`breaker`], [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`redis_link`] (the shared
-//! Redis connection and per-feature health), [`server`] (listener and shutdown) and [`secret`].
+//! Redis connection and per-feature health), [`revocation`] (the PostgreSQL invalidation listener), [`server`] (listener and shutdown) and [`secret`].
 
 pub mod app;
 pub mod audit;
@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod projects;
 pub mod ratelimit;
 pub mod redis_link;
+pub mod revocation;
 pub mod secret;
 pub mod server;
 pub mod single_flight;
