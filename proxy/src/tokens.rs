@@ -243,7 +243,18 @@ impl TokenAuthority {
     /// (the request was already under way) but not left in the cache.
     async fn load(&self, hash: &TokenHash) -> Result<Arc<TokenRecord>, ProxyError> {
         let generation = self.invalidations.load(Ordering::SeqCst);
-        let Some(record) = self.store.token_by_hash(hash).await? else {
+        let found = self.store.token_by_hash(hash).await?;
+        self.cache_loaded(hash, found, generation)
+    }
+
+    /// Caches what a lookup that started at invalidation count `generation` found.
+    fn cache_loaded(
+        &self,
+        hash: &TokenHash,
+        found: Option<TokenRecord>,
+        generation: u64,
+    ) -> Result<Arc<TokenRecord>, ProxyError> {
+        let Some(record) = found else {
             self.unknown.insert(hash.clone(), ());
             return Err(ProxyError::TokenNotFound);
         };
@@ -846,6 +857,50 @@ mod tests {
             .expect("an admissible token")
             .expect("the lease serves")
             .prefetch
+    }
+
+    async fn authority() -> (TokenAuthority, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("llm-proxy-tokens-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("proxy.db");
+        let config = llm_proxy_store::StoreConfig::new(llm_proxy_store::Driver::Sqlite {
+            path: path.clone(),
+        });
+        let store = llm_proxy_store::connect(&config)
+            .await
+            .expect("a SQLite store");
+        let settings = TokenSettings {
+            cache_ttl: Duration::from_secs(60),
+            cache_max: 16,
+            usage_buffer: 16,
+        };
+        let (authority, _batcher) = TokenAuthority::new(store, settings, Arc::new(Metrics::new()));
+        (authority, dir)
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_read_the_store_before_an_invalidation_caches_nothing() {
+        let (authority, dir) = authority().await;
+        let hash = record().token_hash;
+        let generation = authority.invalidations.load(Ordering::SeqCst);
+        // The token is revoked (here or on another replica, whose notification arrives) while the
+        // lookup's store call is in flight; the store answered with the record from before.
+        authority.invalidate(&hash);
+        let returned = authority.cache_loaded(&hash, Some(record()), generation);
+        assert!(returned.is_ok(), "the request under way gets what was read");
+        assert!(authority.cache.get(&hash).is_none(), "the old record");
+
+        let generation = authority.invalidations.load(Ordering::SeqCst);
+        authority
+            .cache_loaded(&hash, Some(record()), generation)
+            .expect("a record");
+        assert!(
+            authority.cache.get(&hash).is_some(),
+            "a later lookup caches"
+        );
+        authority.invalidate_all();
+        assert!(authority.cache.get(&hash).is_none(), "dropped wholesale");
+        drop(authority);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
