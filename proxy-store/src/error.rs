@@ -34,6 +34,9 @@ pub enum StoreError {
     /// The admission of a token kept racing with concurrent changes of the same token.
     #[error("the token changed concurrently during admission")]
     Contention,
+    /// The connection listening for invalidations was lost (notifications may have been missed).
+    #[error("the invalidation listener's connection was lost")]
+    ListenerLost,
 }
 
 impl StoreError {

@@ -27,7 +27,7 @@ pub use model::{
     ProjectAccess, ProjectRateLimits, ProjectUpdate, ProjectUpdated, ProviderKey, RateLimit,
     RevokeSummary, TokenRecord, TokenUpdate, UsageDelta,
 };
-pub use postgres::PostgresStore;
+pub use postgres::{INVALIDATION_CHANNEL, Invalidation, InvalidationListener, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use token::{

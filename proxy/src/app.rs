@@ -51,6 +51,7 @@ use crate::metrics::Metrics;
 use crate::projects::{ProjectGate, ProjectSettings};
 use crate::ratelimit::RateLimiter;
 use crate::redis_link::{ConnectionManager, FeatureHealth};
+use crate::revocation::{self, RevocationChannel};
 use crate::tokens::{TokenAuthority, TokenSettings};
 use crate::upstream;
 
@@ -64,6 +65,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Flushes batched token usage; ends (after a last flush) once the router is dropped.
     pub usage_flusher: JoinHandle<()>,
+    /// The invalidation channel on PostgreSQL ([`crate::revocation`]); `None` on SQLite.
+    pub revocation: Option<Arc<RevocationChannel>>,
 }
 
 /// Handle on the data path's caches for the management API.
@@ -78,6 +81,11 @@ impl CacheInvalidator for ProxyCaches {
 
     fn project_changed(&self, project_id: &str) {
         self.state.projects.invalidate(project_id);
+    }
+
+    fn everything_changed(&self) {
+        self.state.tokens.invalidate_all();
+        self.state.projects.invalidate_all();
     }
 
     fn http_cache(&self) -> Option<HttpCache> {
@@ -133,6 +141,15 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         metrics.register_event_bus(publisher.metrics());
     }
     metrics.register_rate_limits(rate_limits.metrics());
+    // Only a shared database needs the channel: on SQLite every change goes through this process.
+    let revocation_url = match &config.store.driver {
+        llm_proxy_store::Driver::Postgres { url } => Some(url.clone()),
+        llm_proxy_store::Driver::Sqlite { .. } => None,
+    };
+    let revocation_channel = revocation_url.as_ref().map(|_| RevocationChannel::new());
+    if let Some(channel) = &revocation_channel {
+        metrics.register_revocation(channel);
+    }
     let metrics = Arc::new(metrics);
     let (tokens, usage_flusher) = TokenAuthority::new(
         store.clone(),
@@ -177,6 +194,11 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
     let caches = Arc::new(ProxyCaches {
         state: state.clone(),
     });
+    if let (Some(url), Some(channel)) = (revocation_url, &revocation_channel) {
+        // A weak handle: the listener must not keep the data path (and its usage queue) alive.
+        let weak: std::sync::Weak<ProxyCaches> = Arc::downgrade(&caches);
+        revocation::spawn(url, weak, channel.clone());
+    }
     let manage = manage::router(ManageState::new(
         store.clone(),
         config.management_token.clone(),
@@ -194,6 +216,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
                     store,
                     events: ready_events,
                     redis_features,
+                    revocation: revocation_channel.clone(),
                 }),
         )
         .merge(manage);
@@ -221,6 +244,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         caches,
         metrics,
         usage_flusher,
+        revocation: revocation_channel,
     }
 }
 

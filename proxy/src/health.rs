@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::forward::ProxyState;
 use crate::redis_link::FeatureHealth;
+use crate::revocation::RevocationChannel;
 
 /// Longest wait for the database ping of `/ready`.
 const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,11 +41,15 @@ pub struct Readiness {
     pub events: Option<EventPublisher>,
     /// Redis-backed features other than the bus (cache, rate limits); each degrades on its own.
     pub redis_features: Vec<Arc<FeatureHealth>>,
+    /// The invalidation channel ([`crate::revocation`]); `None` on SQLite.
+    pub revocation: Option<Arc<RevocationChannel>>,
 }
 
 /// `GET /ready`: 200 only when the database answers. Redis-backed dependencies (event bus, cache,
 /// rate limits) are reported one by one as `ok` or `degraded` but never make the proxy unready:
-/// each has its own fallback (buffered events, cache bypass, the rate-limit failure policy).
+/// each has its own fallback (buffered events, cache bypass, the rate-limit failure policy). So is
+/// `revocation`, the invalidation channel on PostgreSQL (`not_applicable` on SQLite): while it is
+/// `degraded`, other replicas' revocations apply within the cache TTL instead of at once.
 pub async fn ready(State(readiness): State<Readiness>) -> Response {
     let database = match tokio::time::timeout(READY_PING_TIMEOUT, readiness.store.ping()).await {
         Ok(Ok(())) => true,
@@ -73,6 +78,12 @@ pub async fn ready(State(readiness): State<Readiness>) -> Response {
         "event_bus".to_owned(),
         json!(event_bus.unwrap_or("disabled")),
     );
+    let revocation = match &readiness.revocation {
+        None => "not_applicable",
+        Some(channel) if channel.is_up() => "ok",
+        Some(_) => "degraded",
+    };
+    checks.insert("revocation".to_owned(), json!(revocation));
     for feature in &readiness.redis_features {
         let state = if feature.is_degraded() {
             "degraded"

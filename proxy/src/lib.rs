@@ -4,7 +4,8 @@
 //! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission; their caches are [`ttl_map`]s), [`upstream`] (the pooled
 //! client), [`breaker`], [`client_ip`] (who a request came from), [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`redis_link`] (the shared
-//! Redis connection and per-feature health), [`connections`] (client connections: cap, slow-client deadlines), [`server`] (start-up and
+//! Redis connection and per-feature health), [`revocation`] (the PostgreSQL invalidation listener),
+//! [`connections`] (client connections: cap, slow-client deadlines), [`server`] (start-up and
 //! shutdown) and [`secret`].
 
 pub mod app;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod projects;
 pub mod ratelimit;
 pub mod redis_link;
+pub mod revocation;
 pub mod secret;
 pub mod server;
 pub mod single_flight;

@@ -228,6 +228,11 @@ impl Metrics {
         bus.register(&mut self.registry);
     }
 
+    /// Adds the invalidation channel's gauge and counter (`llm_proxy_revocation_*`).
+    pub fn register_revocation(&mut self, channel: &crate::revocation::RevocationChannel) {
+        channel.register(self.registry.sub_registry_with_prefix("llm_proxy"));
+    }
+
     /// Adds the rate-limit counters (`llm_proxy_rate_limit_*`).
     pub fn register_rate_limits(&mut self, rate_limits: &crate::ratelimit::RateLimitMetrics) {
         rate_limits.register(self.registry.sub_registry_with_prefix("llm_proxy"));

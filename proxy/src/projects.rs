@@ -13,8 +13,9 @@
 //! requests wait for the database; the TTLs then only bound how late an edit of the database
 //! file behind the proxy's back shows (on the first request after expiry plus one load; a zero
 //! TTL keeps every lookup on the store, as before). On a
-//! shared database (PostgreSQL) an expired entry is reloaded before the request goes on, so
-//! another replica's change applies within the TTL.
+//! shared database (PostgreSQL) an expired entry is reloaded before the request goes on, and
+//! another replica's change is invalidated when its notification arrives ([`crate::revocation`]);
+//! while the invalidation listener is disconnected, it applies within the TTL.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,6 +156,11 @@ impl ProjectGate {
         self.caches.invalidate(project_id);
     }
 
+    /// Forgets everything cached (after a gap in the invalidation channel).
+    pub fn invalidate_all(&self) {
+        self.caches.invalidate_all();
+    }
+
     /// A cached value; on a single-writer store also an expired one, whose refresh this call then
     /// starts in the background when it is the first to see it expired.
     fn cached<V: Clone>(&self, map: &TtlMap<String, V>, project_id: &str) -> Option<V> {
@@ -230,6 +236,12 @@ impl Caches {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.active.invalidate(project_id);
         self.keys.invalidate(project_id);
+    }
+
+    fn invalidate_all(&self) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.active.clear();
+        self.keys.clear();
     }
 }
 

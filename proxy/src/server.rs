@@ -64,6 +64,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         caches,
         metrics,
         usage_flusher,
+        ..
     } = app::build(
         &config,
         app::Dependencies {

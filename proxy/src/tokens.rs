@@ -23,8 +23,9 @@
 //! (`request_count -= unused`, batched with usage), so `k` concurrent requests on a token with
 //! `max_requests = k` still admit exactly `k`, and a crash can only under-admit. Consequences:
 //! - a revocation, expiry or quota change made through `/manage` of *this* process applies at once
-//!   ([`TokenAuthority::invalidate`] drops the lease); one made by another replica applies within
-//!   [`LEASE_TTL`] (1 s);
+//!   ([`TokenAuthority::invalidate`] drops the lease); one made by another replica applies when its
+//!   notification arrives ([`crate::revocation`]: the same `invalidate`), and within [`LEASE_TTL`]
+//!   (1 s) at the latest;
 //! - the database's `request_count` includes reservations not used yet (at most two chunks per
 //!   replica and token, so at most a quarter of the quota left) until they are returned (about a
 //!   second after the lease ends); `/manage` of this process subtracts its own
@@ -36,7 +37,11 @@
 //!
 //! Unlimited tokens are checked from the cache (active flag, expiry) and their usage goes through
 //! a bounded channel to a background batcher; when the channel is full the update is dropped and
-//! counted. Revocation of any token reaches the cache through [`TokenAuthority::invalidate`].
+//! counted. Revocation of any token reaches the cache through [`TokenAuthority::invalidate`]: from
+//! this process's `/manage`, or, on PostgreSQL, from the invalidation listener
+//! ([`crate::revocation`]) for a change made by another replica; while that listener is
+//! disconnected, another replica's change applies within the cache TTL (`LLM_PROXY_TOKEN_CACHE_TTL`)
+//! and every cache is dropped when it reconnects.
 //!
 //! A token's hash is remembered per token string for the tokens found ([`TokenAuthority`]'s
 //! `hashes`, bounded like the record cache): SHA-256 in software is about a tenth of the proxy's
@@ -48,7 +53,7 @@
 //! token is never in it; creating a token through `/manage` clears its hash anyway.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -111,6 +116,9 @@ pub struct TokenAuthority {
     leases: Arc<QuotaLeases>,
     usage: mpsc::Sender<UsageDelta>,
     metrics: Arc<Metrics>,
+    /// Bumped by every invalidation, so a lookup that read the store before a change does not
+    /// leave what it read in the cache (the change's invalidation may have come meanwhile).
+    invalidations: AtomicU64,
 }
 
 /// A well-formed token that exists, before admission.
@@ -160,6 +168,7 @@ impl TokenAuthority {
                 leases,
                 usage,
                 metrics,
+                invalidations: AtomicU64::new(0),
             },
             batcher,
         )
@@ -230,13 +239,31 @@ impl TokenAuthority {
     }
 
     /// Looks the token up in the store and caches the answer (a miss in the negative cache).
+    /// A record read before an invalidation that came while the lookup was in flight is returned
+    /// (the request was already under way) but not left in the cache.
     async fn load(&self, hash: &TokenHash) -> Result<Arc<TokenRecord>, ProxyError> {
-        let Some(record) = self.store.token_by_hash(hash).await? else {
+        let generation = self.invalidations.load(Ordering::SeqCst);
+        let found = self.store.token_by_hash(hash).await?;
+        self.cache_loaded(hash, found, generation)
+    }
+
+    /// Caches what a lookup that started at invalidation count `generation` found.
+    fn cache_loaded(
+        &self,
+        hash: &TokenHash,
+        found: Option<TokenRecord>,
+        generation: u64,
+    ) -> Result<Arc<TokenRecord>, ProxyError> {
+        let Some(record) = found else {
             self.unknown.insert(hash.clone(), ());
             return Err(ProxyError::TokenNotFound);
         };
         let record = Arc::new(record);
         self.cache.insert(hash.clone(), record.clone());
+        // Checked after inserting: an invalidation that comes later removes the entry itself.
+        if self.invalidations.load(Ordering::SeqCst) != generation {
+            self.cache.invalidate(hash);
+        }
         Ok(record)
     }
 
@@ -368,10 +395,23 @@ impl TokenAuthority {
     /// Also ends the token's quota lease (its unused part is returned) and forgets that the hash was
     /// unknown (a created token).
     pub fn invalidate(&self, hash: &TokenHash) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate(hash);
         self.unknown.invalidate(hash);
         if let Some(unused) = self.leases.end(hash) {
             self.release(hash, unused);
+        }
+    }
+
+    /// Drops every cached token record and unknown hash and ends every quota lease (their unused
+    /// parts are returned): after a gap in the invalidation channel ([`crate::revocation`]), any
+    /// of them may be stale.
+    pub fn invalidate_all(&self) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.cache.clear();
+        self.unknown.invalidate_all();
+        for (hash, unused) in self.leases.end_all() {
+            self.release(&hash, unused);
         }
     }
 
@@ -511,6 +551,16 @@ impl QuotaLeases {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(hash)?;
         Some(slot.retire())
+    }
+
+    /// Removes every lease; the unused requests to return, by token.
+    fn end_all(&self) -> Vec<(TokenHash, i64)> {
+        let slots = std::mem::take(&mut *self.slots.lock().unwrap_or_else(PoisonError::into_inner));
+        slots
+            .into_iter()
+            .map(|(hash, slot)| (hash, slot.retire()))
+            .filter(|(_, unused)| *unused > 0)
+            .collect()
     }
 
     /// Empties the leases that stopped serving and removes those idle for [`SLOT_MEMORY`] (all of
@@ -807,6 +857,50 @@ mod tests {
             .expect("an admissible token")
             .expect("the lease serves")
             .prefetch
+    }
+
+    async fn authority() -> (TokenAuthority, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("llm-proxy-tokens-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("proxy.db");
+        let config = llm_proxy_store::StoreConfig::new(llm_proxy_store::Driver::Sqlite {
+            path: path.clone(),
+        });
+        let store = llm_proxy_store::connect(&config)
+            .await
+            .expect("a SQLite store");
+        let settings = TokenSettings {
+            cache_ttl: Duration::from_secs(60),
+            cache_max: 16,
+            usage_buffer: 16,
+        };
+        let (authority, _batcher) = TokenAuthority::new(store, settings, Arc::new(Metrics::new()));
+        (authority, dir)
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_read_the_store_before_an_invalidation_caches_nothing() {
+        let (authority, dir) = authority().await;
+        let hash = record().token_hash;
+        let generation = authority.invalidations.load(Ordering::SeqCst);
+        // The token is revoked (here or on another replica, whose notification arrives) while the
+        // lookup's store call is in flight; the store answered with the record from before.
+        authority.invalidate(&hash);
+        let returned = authority.cache_loaded(&hash, Some(record()), generation);
+        assert!(returned.is_ok(), "the request under way gets what was read");
+        assert!(authority.cache.get(&hash).is_none(), "the old record");
+
+        let generation = authority.invalidations.load(Ordering::SeqCst);
+        authority
+            .cache_loaded(&hash, Some(record()), generation)
+            .expect("a record");
+        assert!(
+            authority.cache.get(&hash).is_some(),
+            "a later lookup caches"
+        );
+        authority.invalidate_all();
+        assert!(authority.cache.get(&hash).is_none(), "dropped wholesale");
+        drop(authority);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

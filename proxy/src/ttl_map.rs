@@ -124,6 +124,14 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
             .remove(key);
     }
 
+    /// Removes every entry.
+    pub fn clear(&self) {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries

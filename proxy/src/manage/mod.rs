@@ -38,6 +38,9 @@ pub trait CacheInvalidator: Send + Sync {
     fn token_changed(&self, hash: &TokenHash);
     /// The project was deactivated, reactivated or changed (provider key, name).
     fn project_changed(&self, project_id: &str);
+    /// Anything cached may be stale (the invalidation channel of [`crate::revocation`] had a
+    /// gap): drop every cached token and project.
+    fn everything_changed(&self) {}
     /// The HTTP response cache, for purges; `None` when caching is disabled.
     fn http_cache(&self) -> Option<crate::cache::HttpCache> {
         None
