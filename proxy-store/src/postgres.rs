@@ -123,7 +123,15 @@ impl InvalidationListener {
         Ok(Self { listener })
     }
 
-    /// The next notification's payload; an error once the connection is lost.
+    /// Checks that the connection still answers (`SELECT 1`): a connection cut without a reset
+    /// (a network partition) otherwise looks like a quiet channel.
+    pub async fn probe(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&mut self.listener).await?;
+        Ok(())
+    }
+
+    /// The next notification's payload; an error once the connection is lost. Cancelling the
+    /// future leaves the connection usable (the read buffer keeps a partly received message).
     pub async fn next(&mut self) -> Result<String, StoreError> {
         match self.listener.try_recv().await? {
             Some(notification) => Ok(notification.payload().to_owned()),

@@ -197,7 +197,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
     if let (Some(url), Some(channel)) = (revocation_url, &revocation_channel) {
         // A weak handle: the listener must not keep the data path (and its usage queue) alive.
         let weak: std::sync::Weak<ProxyCaches> = Arc::downgrade(&caches);
-        revocation::spawn(url, weak, channel.clone());
+        revocation::spawn(url, weak, channel.clone(), revocation::PROBE);
     }
     let manage = manage::router(ManageState::new(
         store.clone(),

@@ -11,7 +11,8 @@
 //! within milliseconds (notifications of its own changes are harmless: one more invalidation).
 //! Nothing is added to the request path: it reads the caches as before.
 //!
-//! When the listener's connection is lost (database restart, network, `pg_terminate_backend`),
+//! When the listener's connection is lost (database restart, network, `pg_terminate_backend`; a
+//! connection cut silently is noticed by a probe after [`PROBE`]`.after` without notifications),
 //! notifications sent meanwhile are lost: the channel is *down*, `/ready` reports `revocation:
 //! degraded` (never unready) and `llm_proxy_revocation_channel_up` is 0; another replica's change
 //! then applies within the cache TTL, as without the listener. The task reconnects with a capped
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use llm_proxy_store::{Invalidation, InvalidationListener};
+use llm_proxy_store::{Invalidation, InvalidationListener, StoreError};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,6 +36,21 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
 use crate::manage::CacheInvalidator;
+
+/// How the listener checks a quiet connection: a connection cut without a reset (a network
+/// partition) delivers nothing and reports no error, so after `after` without a notification it
+/// runs `SELECT 1` and reconnects unless that answers within `timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub after: Duration,
+    pub timeout: Duration,
+}
+
+/// The probe of the server: a silently dead connection is noticed within about 20 s.
+pub const PROBE: Probe = Probe {
+    after: Duration::from_secs(15),
+    timeout: Duration::from_secs(5),
+};
 
 /// First wait before reconnecting the listener.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -102,11 +118,17 @@ pub fn spawn(
     url: String,
     caches: Weak<dyn CacheInvalidator>,
     channel: Arc<RevocationChannel>,
+    probe: Probe,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(url, caches, channel))
+    tokio::spawn(run(url, caches, channel, probe))
 }
 
-async fn run(url: String, caches: Weak<dyn CacheInvalidator>, channel: Arc<RevocationChannel>) {
+async fn run(
+    url: String,
+    caches: Weak<dyn CacheInvalidator>,
+    channel: Arc<RevocationChannel>,
+    probe: Probe,
+) {
     let mut backoff = RECONNECT_MIN;
     let mut connected_before = false;
     loop {
@@ -138,9 +160,14 @@ async fn run(url: String, caches: Weak<dyn CacheInvalidator>, channel: Arc<Revoc
         }
         connected_before = true;
         let err = loop {
-            let payload = match listener.next().await {
-                Ok(payload) => payload,
-                Err(err) => break err,
+            let payload = match tokio::time::timeout(probe.after, listener.next()).await {
+                Ok(Ok(payload)) => payload,
+                Ok(Err(err)) => break err,
+                Err(_quiet) => match tokio::time::timeout(probe.timeout, listener.probe()).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(err)) => break err,
+                    Err(_) => break StoreError::ListenerLost,
+                },
             };
             let Some(target) = caches.upgrade() else {
                 return;

@@ -403,3 +403,145 @@ async fn on_sqlite_the_revocation_check_is_not_applicable() {
         .await;
     assert_eq!(ready.json()["checks"]["revocation"], "not_applicable");
 }
+
+/// A TCP forwarder to the test PostgreSQL server whose connections can be frozen: bytes stop
+/// flowing while both sockets stay open, as in a network partition (no reset, no error).
+struct Forwarder {
+    addr: std::net::SocketAddr,
+    /// One flag per connection accepted so far.
+    connections: Arc<Mutex<Vec<tokio::sync::watch::Sender<bool>>>>,
+}
+
+impl Forwarder {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let registry = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (frozen, watch) = tokio::sync::watch::channel(false);
+                registry.lock().unwrap().push(frozen);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, watch.clone()));
+                tokio::spawn(pipe(server_read, client_write, watch));
+            }
+        });
+        Self { addr, connections }
+    }
+
+    /// Freezes every connection made so far; later ones flow.
+    fn freeze(&self) {
+        for frozen in self.connections.lock().unwrap().iter() {
+            frozen.send_replace(true);
+        }
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            _ = frozen.wait_for(|frozen| *frozen) => break,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    // Frozen: hold both halves open and forward nothing.
+    std::future::pending::<()>().await;
+    drop((from, to));
+}
+
+#[derive(Default)]
+struct Recording(Mutex<Vec<String>>);
+
+impl llm_proxy::manage::CacheInvalidator for Recording {
+    fn token_changed(&self, hash: &llm_proxy_store::TokenHash) {
+        self.0.lock().unwrap().push(format!("token {hash}"));
+    }
+    fn project_changed(&self, project_id: &str) {
+        self.0.lock().unwrap().push(format!("project {project_id}"));
+    }
+    fn everything_changed(&self) {
+        self.0.lock().unwrap().push("all".into());
+    }
+}
+
+#[tokio::test]
+async fn a_silently_cut_listener_connection_is_noticed_by_the_probe_and_replaced() {
+    use llm_proxy::revocation::{self, Probe, RevocationChannel};
+    let url = common::fresh_pg_database().await;
+    // Creates the schema (and its triggers).
+    let store = llm_proxy_store::connect(&llm_proxy_store::StoreConfig::new(
+        llm_proxy_store::Driver::Postgres { url: url.clone() },
+    ))
+    .await
+    .unwrap();
+    let (authority, rest) = url.split_once("://").unwrap();
+    let (credentials, host_and_path) = rest.split_once('@').unwrap();
+    let (host, database) = host_and_path.split_once('/').unwrap();
+    let forwarder = Forwarder::start(host.to_owned()).await;
+    let forwarded = format!("{authority}://{credentials}@{}/{database}", forwarder.addr);
+    let caches = Arc::new(Recording::default());
+    let weak: std::sync::Weak<Recording> = Arc::downgrade(&caches);
+    let channel = RevocationChannel::new();
+    let probe = Probe {
+        after: Duration::from_millis(200),
+        timeout: Duration::from_millis(500),
+    };
+    let listener = revocation::spawn(forwarded, weak, channel.clone(), probe);
+    let until = |up: bool| {
+        let channel = channel.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while channel.is_up() != up {
+                assert!(
+                    Instant::now() < deadline,
+                    "the channel never became up={up}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    until(true).await;
+    forwarder.freeze();
+    until(false).await;
+    until(true).await;
+    assert_eq!(channel.received("reconnect"), 2, "dropped the caches twice");
+
+    // The new connection delivers.
+    let project = store
+        .create_project(llm_proxy_store::NewProject {
+            name: "probed".into(),
+            api_key: llm_proxy_store::ProviderKey::new(PROVIDER_KEY),
+            rate_limits: Default::default(),
+        })
+        .await
+        .unwrap();
+    let update = llm_proxy_store::ProjectUpdate {
+        is_active: Some(false),
+        ..Default::default()
+    };
+    store.update_project(&project.id, update).await.unwrap();
+    let expected = format!("project {}", project.id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !caches.0.lock().unwrap().contains(&expected) {
+        assert!(Instant::now() < deadline, "{:?}", caches.0.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    listener.abort();
+}
