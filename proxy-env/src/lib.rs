@@ -46,6 +46,7 @@ env_vars! {
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT", default "30s", Server, secret false, "Upper bound for a non-streaming upstream exchange; streams are bounded by idle time instead.";
     MAX_REQUEST_SIZE = "MAX_REQUEST_SIZE", default "10485760", Server, secret false, "Largest accepted request body in bytes (413 beyond).";
     MAX_CONCURRENT_REQUESTS = "MAX_CONCURRENT_REQUESTS", default "100", Server, secret false, "Concurrent /v1 requests admitted before 503 (0 = unlimited).";
+    LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS = "LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS", default "10000", Server, secret false, "Circuit breakers kept (one per project, route and model that saw an upstream failure); beyond it entries are evicted (an evicted open breaker closes early).";
     SHUTDOWN_TIMEOUT = "SHUTDOWN_TIMEOUT", default "30s", Both, secret false, "How long SIGTERM waits for in-flight requests and streams.";
     MANAGEMENT_TOKEN = "MANAGEMENT_TOKEN", default "", Server, secret true, "Bearer token of the /manage API (required).";
     // Provider

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub max_request_size: u64,
     /// `None` = unlimited.
     pub max_concurrent_requests: Option<usize>,
+    /// Bound on the circuit-breaker keys stored ([`crate::breaker`]).
+    pub circuit_breaker_max_keys: u64,
     pub shutdown_timeout: Duration,
     pub management_token: Secret,
     pub provider: Provider,
@@ -367,6 +369,12 @@ impl ServerConfig {
             })?,
             max_concurrent_requests: Some(e.usize(env::MAX_CONCURRENT_REQUESTS)?)
                 .filter(|n| *n > 0),
+            circuit_breaker_max_keys: e.parse(env::LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS, |raw| {
+                match values::parse_count(raw)? {
+                    0 => Err("must be at least 1"),
+                    n => Ok(n),
+                }
+            })?,
             shutdown_timeout: e.duration(env::SHUTDOWN_TIMEOUT)?,
             management_token,
             provider: providers::load_provider(
@@ -621,6 +629,8 @@ mod tests {
             (env::MAX_REQUEST_SIZE, "big"),
             (env::MAX_REQUEST_SIZE, "0"),
             (env::MAX_CONCURRENT_REQUESTS, "-1"),
+            (env::LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS, "0"),
+            (env::LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS, "many"),
             (env::SHUTDOWN_TIMEOUT, "forever"),
             (env::DB_DRIVER, "mysql"),
             (env::DATABASE_POOL_SIZE, "0"),

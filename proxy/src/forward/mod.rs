@@ -3,14 +3,15 @@
 //! Steps, in order (each may end the request with a [`ProxyError`]):
 //! 1. request id: a fresh UUIDv4, sent upstream and returned as `X-Request-ID` (client values ignored);
 //! 2. CORS preflight: `OPTIONS` answers 204 without authentication and never reaches the upstream;
-//! 3. concurrency limit (`MAX_CONCURRENT_REQUESTS`, 503) and circuit breaker (503 while open);
+//! 3. concurrency limit (`MAX_CONCURRENT_REQUESTS`, 503);
 //! 4. path safety (no `.`/`..` segments, `//`, encoded dots or slashes: 400), method (405) and
 //!    endpoint prefix (404) allow-lists of the provider;
 //! 5. body read with the `MAX_REQUEST_SIZE` limit (413), then the param whitelist on POSTed JSON
 //!    objects (the body is parsed once);
 //! 6. origin rules (`required_headers: [origin]`, `allowed_origins`);
 //! 7. client token ([`crate::tokens`]): 401/429 per the token error table, checked without counting;
-//! 8. project active (403) ([`crate::projects`]), then the project's rate limits
+//! 8. project active (403) ([`crate::projects`]), then the circuit breaker of the request's project,
+//!    route and model ([`crate::breaker`]: 503 `circuit_open` while open), then the project's rate limits
 //!    ([`crate::ratelimit`]: 429, or 503 when fail-closed), before anything is counted, then the HTTP
 //!    cache lookup ([`crate::cache`]): a hit is served here (no quota, no upstream); on a miss the
 //!    token is admitted atomically (quota), then the provider key is loaded (503);
@@ -41,7 +42,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor, Audit};
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{BreakerKey, Breakers};
 use crate::cache::{HttpCache, Lookup};
 use crate::clock::{Precision, Rfc3339};
 use crate::config::Provider;
@@ -65,7 +66,9 @@ use headers::{
     X_UPSTREAM_REQUEST_START, X_UPSTREAM_REQUEST_STOP, preflight, prepare_upstream_headers,
     strip_hop_by_hop,
 };
-use validate::{check_origin, check_params, check_path, matched_endpoint, read_body, route_label};
+use validate::{
+    check_origin, check_params, check_path, matched_endpoint, read_body, request_model, route_label,
+};
 
 /// Shared state of the `/v1` handler.
 pub struct ProxyState {
@@ -73,7 +76,8 @@ pub struct ProxyState {
     pub client: UpstreamClient,
     pub tokens: TokenAuthority,
     pub projects: ProjectGate,
-    pub breaker: CircuitBreaker,
+    /// Circuit breakers by project, route and model.
+    pub breakers: Breakers,
     /// `None` = unlimited.
     pub limiter: Option<Arc<Semaphore>>,
     pub metrics: Arc<Metrics>,
@@ -139,29 +143,40 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         },
         None => None,
     };
-    if state.breaker.is_open() {
-        state.metrics.set_circuit_open(true);
-        let response = local_error(&state, &ctx, ProxyError::CircuitOpen);
-        // Upstream behaviour: the breaker's 503 carries no CORS headers.
-        let facts = Some(RequestFacts::default());
-        return finish(&state, ctx, response, permit, in_flight, false, facts);
-    }
     let mut facts = RequestFacts::default();
-    let response = match forward(&state, &ctx, request, &mut facts).await {
+    let mut breaker_key = None;
+    let mut cors = true;
+    let response = match forward(&state, &ctx, request, &mut facts, &mut breaker_key).await {
         Ok(response) => {
-            state.breaker.record(response.status());
+            record_breaker(&state, breaker_key.as_ref(), response.status());
             response
         }
         Err(err) => {
             if err.is_upstream_failure() {
-                state.breaker.record(err.status());
+                record_breaker(&state, breaker_key.as_ref(), err.status());
             }
+            // Upstream behaviour: the breaker's 503 carries no CORS headers.
+            cors = !matches!(err, ProxyError::CircuitOpen);
             audit_refusal(&state, &ctx, &facts, &err);
             local_error(&state, &ctx, err)
         }
     };
-    state.metrics.set_circuit_open(state.breaker.is_open());
-    finish(&state, ctx, response, permit, in_flight, true, Some(facts))
+    finish(&state, ctx, response, permit, in_flight, cors, Some(facts))
+}
+
+/// Records the status of a request that was sent upstream (`key` is `None` for the others).
+fn record_breaker(state: &ProxyState, key: Option<&BreakerKey>, status: http::StatusCode) {
+    if let Some(key) = key
+        && state.breakers.record(key, status)
+    {
+        state.metrics.record_circuit_opened(key.route.clone());
+        tracing::warn!(
+            project_id = %key.project_id,
+            route = %key.route,
+            model = key.model.as_deref().unwrap_or(""),
+            "circuit breaker opened"
+        );
+    }
 }
 
 async fn forward(
@@ -169,6 +184,7 @@ async fn forward(
     ctx: &RequestContext,
     request: Request,
     facts: &mut RequestFacts,
+    breaker_key: &mut Option<BreakerKey>,
 ) -> Result<Response, ProxyError> {
     let provider = &state.provider;
     let (parts, body) = request.into_parts();
@@ -195,6 +211,14 @@ async fn forward(
     // Project active, then its rate limits, before the quota is counted: a rate-limited request
     // consumes nothing.
     let limits = state.projects.admit(&identified.record.project_id).await?;
+    let key = BreakerKey::new(
+        &identified.record.project_id,
+        route_label(ctx.endpoint.as_ref()),
+        request_model(&parts.method, &parts.headers, &body).as_deref(),
+    );
+    if state.breakers.is_open(&key) {
+        return Err(ProxyError::CircuitOpen);
+    }
     state
         .rate_limits
         .check(identified.record.id, &identified.record.project_id, &limits)
@@ -214,6 +238,9 @@ async fn forward(
         return Ok(response);
     }
 
+    // From here on the request is meant for the upstream: its outcome counts for the breaker (a
+    // cache hit says nothing about the upstream and neither counts nor resets it).
+    *breaker_key = Some(key);
     let token = state.tokens.admit(identified).await?;
     let authorization = state
         .projects

@@ -132,6 +132,23 @@ pub(super) fn check_params(
     Ok(())
 }
 
+/// The `model` a POSTed JSON body names (`None` for other requests, bodies that are not JSON
+/// objects and models that are not strings). Only the field is decoded; the rest is skipped.
+pub(super) fn request_model(method: &Method, headers: &HeaderMap, body: &Bytes) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ModelField<'a> {
+        #[serde(borrow, default)]
+        model: Option<std::borrow::Cow<'a, str>>,
+    }
+    if method != Method::POST || !is_json(headers) {
+        return None;
+    }
+    serde_json::from_slice::<ModelField<'_>>(body)
+        .ok()
+        .and_then(|field| field.model)
+        .map(std::borrow::Cow::into_owned)
+}
+
 pub(super) fn check_origin(provider: &Provider, headers: &HeaderMap) -> Result<(), ProxyError> {
     let origin = headers.get(header::ORIGIN);
     match origin {
