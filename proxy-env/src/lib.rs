@@ -91,6 +91,8 @@ env_vars! {
     OBSERVABILITY_MAX_REQUEST_BODY_BYTES = "OBSERVABILITY_MAX_REQUEST_BODY_BYTES", default "65536", Server, secret false, "Request body bytes captured per event.";
     OBSERVABILITY_MAX_RESPONSE_BODY_BYTES = "OBSERVABILITY_MAX_RESPONSE_BODY_BYTES", default "262144", Server, secret false, "Response body bytes captured per event.";
     LLM_PROXY_EVENT_BUS = "LLM_PROXY_EVENT_BUS", default "in-memory", Both, secret false, "`in-memory`, `redis-streams` (or its alias `redis`).";
+    LLM_PROXY_EVENT_SPOOL_PATH = "LLM_PROXY_EVENT_SPOOL_PATH", default "./data/event-spool.jsonl", Server, secret false, "File the Redis Streams publisher spools events to while Redis is unreachable or slow, replayed in order on reconnect and at start-up.";
+    LLM_PROXY_EVENT_SPOOL_MAX_BYTES = "LLM_PROXY_EVENT_SPOOL_MAX_BYTES", default "268435456", Server, secret false, "Size bound of the event spool; beyond it events are dropped, counted and logged once per 10 s (0 = no spool: drop beyond OBSERVABILITY_BUFFER_SIZE).";
     // Redis
     REDIS_URL = "REDIS_URL", default "", Both, secret true, "Full Redis URL (`redis://` or `rediss://`); wins over REDIS_ADDR/REDIS_DB/REDIS_PASSWORD.";
     REDIS_ADDR = "REDIS_ADDR", default "localhost:6379", Both, secret false, "Redis host:port.";

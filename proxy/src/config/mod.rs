@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use llm_proxy_env as env;
-use llm_proxy_events::RedisSettings;
+use llm_proxy_events::{RedisSettings, SpoolSettings};
 use llm_proxy_store::{Driver, EncryptionKey, StoreConfig};
 
 pub use providers::{ParamRule, Provider, ProviderError, fallback_provider, glob_match};
@@ -156,6 +156,8 @@ pub struct RedisConfig {
     pub settings: RedisSettings,
     pub stream_key: String,
     pub stream_max_len: u64,
+    /// The Redis Streams publisher's spool (`None` = `LLM_PROXY_EVENT_SPOOL_MAX_BYTES=0`).
+    pub event_spool: Option<SpoolSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,6 +449,7 @@ impl ServerConfig {
                 settings: RedisSettings::from_lookup(&e.lookup)?,
                 stream_key: e.raw(env::REDIS_STREAM_KEY).trim().to_owned(),
                 stream_max_len: e.count(env::REDIS_STREAM_MAX_LEN)?,
+                event_spool: SpoolSettings::from_lookup(&e.lookup)?,
             },
             http_cache: HttpCacheConfig {
                 enabled: e.bool(env::HTTP_CACHE_ENABLED)?,

@@ -365,6 +365,10 @@ pub fn proxy_command(dir: &TempDir) -> tokio::process::Command {
         .env(env::DATABASE_PATH, dir.0.join("proxy.db"))
         .env(env::API_CONFIG_PATH, dir.0.join("absent.yaml"))
         .env(env::AUDIT_LOG_FILE, dir.0.join("audit.log"))
+        .env(
+            env::LLM_PROXY_EVENT_SPOOL_PATH,
+            dir.0.join("event-spool.jsonl"),
+        )
         .env(env::LISTEN_ADDR, "127.0.0.1:0")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
