@@ -572,6 +572,7 @@ impl StreamWriter {
                 () = &mut slow, if !draining => {
                     spooled_to = Some(spool.append(lines));
                     draining = true;
+                    self.set_connected(false, None);
                 }
                 event = queue.recv(), if draining && *queue_open => match event {
                     Some(event) => {
@@ -597,7 +598,7 @@ impl StreamWriter {
                 Some(error) => {
                     tracing::warn!(error = %error, "event bus degraded: cannot write to Redis; spooling")
                 }
-                None => tracing::warn!("event bus degraded: replaying the event spool"),
+                None => tracing::warn!("event bus degraded: Redis is slow; spooling"),
             },
             _ => {}
         }
