@@ -33,7 +33,9 @@ pub struct SpoolSettings {
 
 /// The spool could not be opened or checked at start-up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot use the event spool {path}: {source}")]
+#[error(
+    "cannot use the event spool {path} (LLM_PROXY_EVENT_SPOOL_PATH; LLM_PROXY_EVENT_SPOOL_MAX_BYTES=0 turns it off): {source}"
+)]
 pub struct SpoolError {
     path: String,
     #[source]
@@ -214,6 +216,19 @@ mod tests {
             path: dir.join("events.jsonl"),
             max_bytes,
         }
+    }
+
+    #[test]
+    fn an_unusable_path_is_an_error_naming_the_variable() {
+        let settings = SpoolSettings {
+            path: PathBuf::from("/proc/no-such-dir/events.jsonl"),
+            max_bytes: 100,
+        };
+        let err = Spool::open(&settings, Counter::default()).err().unwrap();
+        assert!(
+            err.to_string().contains("LLM_PROXY_EVENT_SPOOL_PATH"),
+            "{err}"
+        );
     }
 
     #[test]
