@@ -50,6 +50,7 @@ env_vars! {
     LLM_PROXY_HEADER_READ_TIMEOUT = "LLM_PROXY_HEADER_READ_TIMEOUT", default "10s", Server, secret false, "Time a client has to send a request's headers (and, on an idle keep-alive connection, its next request's); then the connection is closed.";
     LLM_PROXY_BODY_READ_TIMEOUT = "LLM_PROXY_BODY_READ_TIMEOUT", default "60s", Server, secret false, "Time a request body has to arrive once the proxy waits for it; then 408 `request_body_timeout` (/v1 reads it only after the client token is known).";
     LLM_PROXY_TRUSTED_PROXIES = "LLM_PROXY_TRUSTED_PROXIES", default "", Server, secret false, "Reverse proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For`/`X-Real-IP` name the client in the audit trail; empty = the TCP peer is the client.";
+    LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS = "LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS", default "10000", Server, secret false, "Circuit breakers kept (one per project, route and model that saw an upstream failure); beyond it entries are evicted (an evicted open breaker closes early).";
     SHUTDOWN_TIMEOUT = "SHUTDOWN_TIMEOUT", default "30s", Both, secret false, "How long SIGTERM waits for in-flight requests and streams.";
     MANAGEMENT_TOKEN = "MANAGEMENT_TOKEN", default "", Server, secret true, "Bearer token of the /manage API (required).";
     // Provider
@@ -94,6 +95,8 @@ env_vars! {
     OBSERVABILITY_MAX_REQUEST_BODY_BYTES = "OBSERVABILITY_MAX_REQUEST_BODY_BYTES", default "65536", Server, secret false, "Request body bytes captured per event.";
     OBSERVABILITY_MAX_RESPONSE_BODY_BYTES = "OBSERVABILITY_MAX_RESPONSE_BODY_BYTES", default "262144", Server, secret false, "Response body bytes captured per event.";
     LLM_PROXY_EVENT_BUS = "LLM_PROXY_EVENT_BUS", default "in-memory", Both, secret false, "`in-memory`, `redis-streams` (or its alias `redis`).";
+    LLM_PROXY_EVENT_SPOOL_PATH = "LLM_PROXY_EVENT_SPOOL_PATH", default "./data/event-spool.jsonl", Server, secret false, "File the Redis Streams publisher spools events to while Redis is unreachable or slow, replayed in order on reconnect and at start-up.";
+    LLM_PROXY_EVENT_SPOOL_MAX_BYTES = "LLM_PROXY_EVENT_SPOOL_MAX_BYTES", default "268435456", Server, secret false, "Size bound of the event spool; beyond it events are dropped, counted and logged once per 10 s (0 = no spool: drop beyond OBSERVABILITY_BUFFER_SIZE).";
     // Redis
     REDIS_URL = "REDIS_URL", default "", Both, secret true, "Full Redis URL (`redis://` or `rediss://`); wins over REDIS_ADDR/REDIS_DB/REDIS_PASSWORD.";
     REDIS_ADDR = "REDIS_ADDR", default "localhost:6379", Both, secret false, "Redis host:port.";

@@ -9,6 +9,7 @@ mod consumer;
 mod event;
 mod publisher;
 mod settings;
+pub mod spool;
 
 pub use consumer::{
     CONSUMER_TIMEOUT_MARGIN, ConsumerError, ConsumerSettings, Delivery, MalformedEntry,
@@ -17,9 +18,10 @@ pub use consumer::{
 pub use event::{InstrumentationEvent, Usage};
 pub use publisher::{
     BusHealth, EventPublisher, EventSubscription, PUBLISHER_REDIS_TIMEOUT, PublisherMetrics,
-    StreamTarget,
+    SLOW_WRITE, StreamTarget,
 };
 pub use settings::{
     ConfigError, EventBusKind, RedisSettings, StreamSettings, parse_duration, read_duration,
     read_number,
 };
+pub use spool::{SpoolError, SpoolSettings};

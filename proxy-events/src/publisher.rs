@@ -6,7 +6,13 @@
 //! - Redis Streams: a bounded queue drained by one background writer that `XADD`s the events. While
 //!   Redis is unreachable the writer keeps retrying with capped backoff, the queue holds what it can,
 //!   and everything beyond it is dropped and counted. [`EventPublisher::shutdown`] flushes the queue
-//!   within a bound.
+//!   within a bound. With a spool ([`EventPublisher::redis_streams_spooled`], the server's default)
+//!   the writer instead moves the events into a bounded local file ([`crate::spool`]) as soon as
+//!   Redis refuses a batch or a write takes longer than [`SLOW_WRITE`], keeps draining the queue
+//!   into it, and replays it in publish order before any newer event once Redis answers. Delivery
+//!   is at least once, in publish order: a batch Redis applied but did not confirm (timeout,
+//!   connection cut) is written again, and a spool left by a process that died is replayed whole by
+//!   the next one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,12 +27,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::InstrumentationEvent;
 use crate::settings::{EventBusKind, StreamSettings};
+use crate::spool::{Spool, SpoolError, SpoolSettings};
 
 /// Events written to Redis in one pipeline.
 const WRITE_BATCH: usize = 64;
 /// First and largest pause between attempts to reach Redis.
 const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A write to Redis still unanswered after this long moves its batch and the queue to the spool.
+pub const SLOW_WRITE: Duration = Duration::from_millis(200);
 /// Response timeout of the publisher's Redis commands.
 pub const PUBLISHER_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -89,7 +98,7 @@ impl PublisherMetrics {
 pub struct BusHealth {
     /// The configured bus.
     pub kind: EventBusKind,
-    /// False while the last attempt to write to Redis failed.
+    /// False while the last attempt to write to Redis failed, and while events wait in the spool.
     pub connected: bool,
     /// Events waiting in the queue.
     pub queued: usize,
@@ -156,11 +165,47 @@ impl EventPublisher {
         target: StreamTarget,
         buffer: usize,
     ) -> Self {
-        let (sender, receiver) = mpsc::channel(buffer.max(1));
+        Self::spawn_writer(
+            connection,
+            target,
+            buffer,
+            None,
+            PublisherMetrics::default(),
+        )
+    }
+
+    /// A Redis Streams bus like [`Self::redis_streams`] whose writer overflows into the spool file of
+    /// `spool` instead of dropping while Redis is unreachable, and first replays what an earlier
+    /// process left in it. Fails when the file cannot be created or read.
+    pub fn redis_streams_spooled(
+        connection: redis::aio::ConnectionManager,
+        target: StreamTarget,
+        buffer: usize,
+        spool: &SpoolSettings,
+    ) -> Result<Self, SpoolError> {
         let metrics = PublisherMetrics::default();
-        // Optimistic until the first write says otherwise.
-        metrics.connected.set(1);
-        let connected = Arc::new(AtomicBool::new(true));
+        let spool = Spool::open(spool, metrics.dropped.clone())?;
+        Ok(Self::spawn_writer(
+            connection,
+            target,
+            buffer,
+            Some(spool),
+            metrics,
+        ))
+    }
+
+    fn spawn_writer(
+        connection: redis::aio::ConnectionManager,
+        target: StreamTarget,
+        buffer: usize,
+        spool: Option<Spool>,
+        metrics: PublisherMetrics,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel(buffer.max(1));
+        // Optimistic until the first write says otherwise (or a spool waits to be replayed).
+        let ready = spool.as_ref().is_none_or(Spool::is_empty);
+        metrics.connected.set(i64::from(ready));
+        let connected = Arc::new(AtomicBool::new(ready));
         let stop = CancellationToken::new();
         let writer = StreamWriter {
             connection,
@@ -168,7 +213,10 @@ impl EventPublisher {
             metrics: metrics.clone(),
             connected: connected.clone(),
         };
-        let handle = tokio::spawn(writer.run(receiver, stop.clone()));
+        let handle = match spool {
+            None => tokio::spawn(writer.run(receiver, stop.clone())),
+            Some(spool) => tokio::spawn(writer.run_spooled(spool, receiver, stop.clone())),
+        };
         Self {
             inner: Arc::new(Inner {
                 sink: Sink::RedisStreams(sender),
@@ -370,24 +418,220 @@ impl StreamWriter {
 
     /// The XADDs of `batch`, and how many events they hold.
     fn build_pipeline(&self, batch: &[InstrumentationEvent]) -> (redis::Pipeline, u64) {
-        let mut pipeline = redis::pipe();
-        let mut count = 0;
-        for event in batch {
-            let json = match serde_json::to_string(event) {
-                Ok(json) => json,
+        let lines = self.to_lines(batch);
+        (xadds(&self.target, &lines), lines.len() as u64)
+    }
+
+    /// The JSON of each event; one that cannot be serialized is dropped and counted.
+    fn to_lines(&self, batch: &[InstrumentationEvent]) -> Vec<String> {
+        batch
+            .iter()
+            .filter_map(|event| match serde_json::to_string(event) {
+                Ok(json) => Some(json),
                 Err(error) => {
                     self.metrics.dropped.inc();
                     tracing::warn!(error = %error, "dropping an event that cannot be serialized");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// The writer with a spool: never waits on Redis while the queue fills.
+    async fn run_spooled(
+        self,
+        mut spool: Spool,
+        mut queue: mpsc::Receiver<InstrumentationEvent>,
+        stop: CancellationToken,
+    ) {
+        let mut backoff = RETRY_INITIAL_BACKOFF;
+        let mut retry_at = tokio::time::Instant::now();
+        let mut queue_open = true;
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        loop {
+            if !spool.is_empty() {
+                self.set_connected(false, None);
+                if tokio::time::Instant::now() < retry_at {
+                    // Wait for the next attempt, spooling what arrives meanwhile.
+                    tokio::select! {
+                        biased;
+                        () = stop.cancelled(), if queue_open && !stop_seen(&queue) => queue.close(),
+                        event = queue.recv(), if queue_open => match event {
+                            Some(event) => {
+                                batch.push(event);
+                                drain_into(&mut queue, &mut batch);
+                                let lines = self.to_lines(&batch);
+                                spool.append(&lines);
+                                batch.clear();
+                            }
+                            None => queue_open = false,
+                        },
+                        () = tokio::time::sleep_until(retry_at) => {}
+                    }
+                    continue;
+                }
+                let (lines, end) = match spool.read_batch(WRITE_BATCH) {
+                    Ok(read) => read,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "event spool unreadable; discarding it");
+                        spool.discard();
+                        continue;
+                    }
+                };
+                let (result, _) = self
+                    .write_spooling(&lines, true, &mut spool, &mut queue, &mut queue_open)
+                    .await;
+                match result {
+                    Ok(()) => {
+                        self.metrics.written.inc_by(lines.len() as u64);
+                        spool.commit(end);
+                        backoff = RETRY_INITIAL_BACKOFF;
+                        if spool.is_empty() {
+                            self.set_connected(true, None);
+                        }
+                    }
+                    Err(error) => {
+                        self.write_failed(&error);
+                        retry_at = tokio::time::Instant::now() + backoff;
+                        backoff = (backoff * 2).min(RETRY_MAX_BACKOFF);
+                    }
+                }
+                continue;
+            }
+            if !queue_open {
+                return;
+            }
+            let first = tokio::select! {
+                biased;
+                event = queue.recv() => event,
+                () = stop.cancelled(), if !stop_seen(&queue) => {
+                    queue.close();
                     continue;
                 }
             };
-            let command = pipeline.cmd("XADD").arg(&self.target.stream_key);
-            if self.target.max_len > 0 {
-                command.arg("MAXLEN").arg("~").arg(self.target.max_len);
+            let Some(first) = first else {
+                return;
+            };
+            batch.push(first);
+            drain_into(&mut queue, &mut batch);
+            let lines = self.to_lines(&batch);
+            batch.clear();
+            if lines.is_empty() {
+                continue;
             }
-            command.arg("*").arg("data").arg(json).ignore();
-            count += 1;
+            let (result, spooled_to) = self
+                .write_spooling(&lines, false, &mut spool, &mut queue, &mut queue_open)
+                .await;
+            match result {
+                Ok(()) => {
+                    self.metrics.written.inc_by(lines.len() as u64);
+                    if let Some(end) = spooled_to {
+                        spool.commit(end);
+                    }
+                    if spool.is_empty() {
+                        self.set_connected(true, None);
+                    }
+                }
+                Err(error) => {
+                    if spooled_to.is_none() {
+                        spool.append(&lines);
+                    }
+                    self.write_failed(&error);
+                    retry_at = tokio::time::Instant::now() + backoff;
+                    backoff = (backoff * 2).min(RETRY_MAX_BACKOFF);
+                }
+            }
         }
-        (pipeline, count)
     }
+
+    /// Writes `lines` to Redis while moving what the queue receives into the spool: from the start
+    /// when `lines` are already in the spool (a replay), else once the write has been pending for
+    /// [`SLOW_WRITE`], the batch first so the spool keeps publish order. Returns the outcome and,
+    /// when the batch was spooled here, the spool offset after it.
+    async fn write_spooling(
+        &self,
+        lines: &[String],
+        in_spool: bool,
+        spool: &mut Spool,
+        queue: &mut mpsc::Receiver<InstrumentationEvent>,
+        queue_open: &mut bool,
+    ) -> (redis::RedisResult<()>, Option<u64>) {
+        let pipeline = xadds(&self.target, lines);
+        // A clone (a handle on the same connection) so the spool can be written meanwhile.
+        let mut connection = self.connection.clone();
+        let write = pipeline.query_async::<()>(&mut connection);
+        tokio::pin!(write);
+        let slow = tokio::time::sleep(SLOW_WRITE);
+        tokio::pin!(slow);
+        let mut draining = in_spool;
+        let mut spooled_to = None;
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut write => return (result, spooled_to),
+                () = &mut slow, if !draining => {
+                    spooled_to = Some(spool.append(lines));
+                    draining = true;
+                    self.set_connected(false, None);
+                }
+                event = queue.recv(), if draining && *queue_open => match event {
+                    Some(event) => {
+                        spool.append(&self.to_lines(std::slice::from_ref(&event)));
+                    }
+                    None => *queue_open = false,
+                },
+            }
+        }
+    }
+
+    fn write_failed(&self, error: &redis::RedisError) {
+        self.metrics.write_errors.inc();
+        self.set_connected(false, Some(error));
+    }
+
+    fn set_connected(&self, connected: bool, error: Option<&redis::RedisError>) {
+        self.metrics.connected.set(i64::from(connected));
+        let was = self.connected.swap(connected, Ordering::Relaxed);
+        match (was, connected) {
+            (false, true) => tracing::info!("event bus: Redis reachable again, spool replayed"),
+            (true, false) => match error {
+                Some(error) => {
+                    tracing::warn!(error = %error, "event bus degraded: cannot write to Redis; spooling")
+                }
+                None => tracing::warn!("event bus degraded: Redis is slow; spooling"),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Moves already queued events into `batch`, up to [`WRITE_BATCH`].
+fn drain_into(
+    queue: &mut mpsc::Receiver<InstrumentationEvent>,
+    batch: &mut Vec<InstrumentationEvent>,
+) {
+    while batch.len() < WRITE_BATCH {
+        match queue.try_recv() {
+            Ok(event) => batch.push(event),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Whether the queue was already closed after the stop signal.
+fn stop_seen(queue: &mpsc::Receiver<InstrumentationEvent>) -> bool {
+    queue.is_closed()
+}
+
+/// The XADDs of `lines` (event JSON).
+fn xadds(target: &StreamTarget, lines: &[String]) -> redis::Pipeline {
+    let mut pipeline = redis::pipe();
+    for json in lines {
+        let command = pipeline.cmd("XADD").arg(&target.stream_key);
+        if target.max_len > 0 {
+            command.arg("MAXLEN").arg("~").arg(target.max_len);
+        }
+        command.arg("*").arg("data").arg(json).ignore();
+    }
+    pipeline
 }

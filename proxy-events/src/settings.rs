@@ -291,6 +291,36 @@ impl RedisSettings {
     }
 }
 
+impl crate::spool::SpoolSettings {
+    /// Reads `LLM_PROXY_EVENT_SPOOL_PATH` and `LLM_PROXY_EVENT_SPOOL_MAX_BYTES`; `None` when the
+    /// bound is 0 (no spool: events beyond the queue are dropped and counted).
+    pub fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let max_bytes: u64 = read_number(
+            lookup,
+            env::LLM_PROXY_EVENT_SPOOL_MAX_BYTES,
+            0,
+            "expected a number of bytes >= 0",
+        )?;
+        let path = read_var(lookup, env::LLM_PROXY_EVENT_SPOOL_PATH);
+        if max_bytes == 0 {
+            return Ok(None);
+        }
+        if path.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: env::LLM_PROXY_EVENT_SPOOL_PATH,
+                value: path,
+                reason: "expected a file path",
+            });
+        }
+        Ok(Some(Self {
+            path: path.into(),
+            max_bytes,
+        }))
+    }
+}
+
 /// Redis Streams settings shared by the publisher (key, MAXLEN) and the consumer (group, reads, claims).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSettings {
@@ -461,6 +491,26 @@ mod tests {
             );
             assert!(!message.contains("hunter2"), "{message}");
         }
+    }
+
+    #[test]
+    fn the_spool_is_on_by_default_off_with_a_zero_bound_and_validated() {
+        use crate::spool::SpoolSettings;
+        let default = SpoolSettings::from_lookup(&lookup(&[])).unwrap().unwrap();
+        assert_eq!(
+            default.path,
+            std::path::Path::new("./data/event-spool.jsonl")
+        );
+        assert_eq!(default.max_bytes, 256 << 20);
+        let off = lookup(&[(env::LLM_PROXY_EVENT_SPOOL_MAX_BYTES, "0")]);
+        assert_eq!(SpoolSettings::from_lookup(&off).unwrap(), None);
+        let bad = lookup(&[(env::LLM_PROXY_EVENT_SPOOL_MAX_BYTES, "lots")]);
+        let err = SpoolSettings::from_lookup(&bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(env::LLM_PROXY_EVENT_SPOOL_MAX_BYTES),
+            "{err}"
+        );
     }
 
     #[test]

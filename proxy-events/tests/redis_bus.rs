@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use llm_proxy_events::{
     ConsumerSettings, Delivery, EventPublisher, InstrumentationEvent, MalformedEntry,
-    RedisSettings, StreamConsumer, StreamEntry, StreamTarget,
+    RedisSettings, SpoolSettings, StreamConsumer, StreamEntry, StreamTarget,
 };
 use llm_proxy_mocks::redis_server::PrivateRedis;
 
@@ -440,5 +440,154 @@ async fn from_settings_builds_the_configured_bus() {
     assert_eq!(
         publisher.health().kind,
         llm_proxy_events::EventBusKind::RedisStreams
+    );
+}
+
+/// The request ids in the stream, in stream order (XRANGE, read without a consumer group).
+async fn stream_request_ids(url: &str, key: &str) -> Vec<String> {
+    let mut conn = connection(url);
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| {
+            let event: InstrumentationEvent = serde_json::from_str(&fields[1]).unwrap();
+            event.request_id
+        })
+        .collect()
+}
+
+fn spool_settings(test: &str) -> SpoolSettings {
+    let dir = std::env::temp_dir().join(unique_key(test));
+    SpoolSettings {
+        path: dir.join("event-spool.jsonl"),
+        max_bytes: 256 << 20,
+    }
+}
+
+/// The indices of `ids` (`e{i}`) at their first occurrence.
+fn first_occurrences(ids: &[String]) -> Vec<usize> {
+    let mut seen = BTreeSet::new();
+    ids.iter()
+        .map(|id| id.trim_start_matches('e').parse::<usize>().unwrap())
+        .filter(|i| seen.insert(*i))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_redis_outage_under_steady_load_loses_no_event_and_keeps_publish_order() {
+    const EVENTS: usize = 3000;
+    const KILL_AT: usize = 500;
+    const RESTART_AT: usize = 2500;
+    let mut redis = PrivateRedis::start_on_free_port().await.unwrap();
+    let url = redis.url();
+    let key = unique_key("spool-outage");
+    let spool = spool_settings("spool-outage");
+    let publisher = EventPublisher::redis_streams_spooled(
+        connection(&url),
+        StreamTarget {
+            stream_key: key.clone(),
+            max_len: 0,
+        },
+        100, // far below what the outage brings: the spool, not the queue, holds the events
+        &spool,
+    )
+    .unwrap();
+    // One event per millisecond (1,000/s), Redis down for about 2 s of it.
+    let mut ticks = tokio::time::interval(Duration::from_millis(1));
+    let mut degraded = false;
+    for i in 0..EVENTS {
+        ticks.tick().await;
+        if i == KILL_AT {
+            redis.kill();
+        }
+        if i == RESTART_AT {
+            redis.restart().await.unwrap();
+        }
+        if (KILL_AT..RESTART_AT).contains(&i) && !publisher.health().connected {
+            degraded = true;
+        }
+        publisher.publish(event(&format!("e{i}")));
+    }
+    assert!(degraded, "the bus reports degraded while spooling");
+    let last = format!("e{}", EVENTS - 1);
+    tokio::time::timeout(WAIT, async {
+        while !(publisher.health().connected
+            && stream_request_ids(&url, &key).await.last() == Some(&last))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the spool is replayed and the stream catches up");
+    assert_eq!(publisher.metrics().dropped.get(), 0);
+    // The restarted server starts empty (no persistence): what was written before the kill is
+    // gone with it. Everything from the kill on (give or take the batch in flight) must be there,
+    // each event at least once, first occurrences in publish order.
+    let order = first_occurrences(&stream_request_ids(&url, &key).await);
+    let start = order[0];
+    assert!(
+        start <= KILL_AT,
+        "events from {start} on arrived, the kill was at {KILL_AT}"
+    );
+    assert_eq!(order, (start..EVENTS).collect::<Vec<_>>());
+    assert_eq!(
+        std::fs::metadata(&spool.path).unwrap().len(),
+        0,
+        "replayed spool truncated"
+    );
+}
+
+#[tokio::test]
+async fn a_spool_left_by_a_stopped_publisher_is_replayed_by_the_next_one() {
+    let mut redis = PrivateRedis::start_on_free_port().await.unwrap();
+    let url = redis.url();
+    let key = unique_key("spool-restart");
+    let spool = spool_settings("spool-restart");
+    let target = StreamTarget {
+        stream_key: key.clone(),
+        max_len: 0,
+    };
+    redis.kill();
+    let first =
+        EventPublisher::redis_streams_spooled(connection(&url), target.clone(), 100, &spool)
+            .unwrap();
+    for i in 0..50 {
+        first.publish(event(&format!("e{i}")));
+    }
+    wait_until("first publisher degraded", || !first.health().connected).await;
+    first.shutdown(Duration::from_millis(500)).await;
+    assert_eq!(first.metrics().dropped.get(), 0);
+    assert!(
+        std::fs::metadata(&spool.path).unwrap().len() > 0,
+        "events left in the spool"
+    );
+
+    redis.restart().await.unwrap();
+    let second =
+        EventPublisher::redis_streams_spooled(connection(&url), target, 10, &spool).unwrap();
+    second.publish(event("e50"));
+    tokio::time::timeout(WAIT, async {
+        while stream_request_ids(&url, &key)
+            .await
+            .last()
+            .map(String::as_str)
+            != Some("e50")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the left spool and the new event are written");
+    let order = first_occurrences(&stream_request_ids(&url, &key).await);
+    assert_eq!(
+        order,
+        (0..=50).collect::<Vec<_>>(),
+        "spooled events first, in order"
     );
 }

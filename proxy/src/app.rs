@@ -9,11 +9,12 @@
 //! Order of a `/v1` request (design.md §2; each step is in [`crate::forward`] unless named):
 //! 1. request id (fresh UUID, sent upstream and returned);
 //! 2. CORS preflight (`OPTIONS`: 204, no authentication, no upstream);
-//! 3. concurrency limit, then circuit breaker ([`crate::breaker`]);
+//! 3. concurrency limit;
 //! 4. path safety, method and endpoint allow-lists, body size, param whitelist, origin rules;
 //! 5. client token: format, hash lookup through a bounded cache (and a short negative cache),
 //!    expiry and revocation, checked without counting anything yet ([`crate::tokens`]);
-//! 6. project active ([`crate::projects`]), then rate limits ([`crate::ratelimit`]);
+//! 6. project active ([`crate::projects`]), then the circuit breaker of the project, route and
+//!    model, then rate limits ([`crate::ratelimit`]);
 //! 7. HTTP cache lookup ([`crate::cache`]): a hit is served here, without counting the quota; on a
 //!    miss the token's quota is counted atomically (from a reservation), then the provider key is
 //!    loaded;
@@ -39,7 +40,7 @@ use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
 use crate::audit::Audit;
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{BreakerPolicy, Breakers};
 use crate::cache::HttpCache;
 use crate::config::ServerConfig;
 use crate::error::ProxyError;
@@ -103,8 +104,8 @@ pub struct Dependencies {
     pub audit: Audit,
     /// `None` when observability is off.
     pub events: Option<EventPublisher>,
-    /// A parameter so tests can use a short cool-down.
-    pub breaker: CircuitBreaker,
+    /// The breakers' threshold and cool-down, a parameter so tests can use a short cool-down.
+    pub breaker: BreakerPolicy,
     /// The shared Redis connection ([`crate::redis_link::shared_connection`]); `None` when no
     /// configured feature uses Redis.
     pub redis: Option<ConnectionManager>,
@@ -117,7 +118,7 @@ impl Dependencies {
             store,
             audit,
             events,
-            breaker: CircuitBreaker::default(),
+            breaker: BreakerPolicy::default(),
             redis: None,
         }
     }
@@ -178,7 +179,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
         provider: config.provider.clone(),
         tokens,
         projects,
-        breaker,
+        breakers: Breakers::new(breaker, config.circuit_breaker_max_keys),
         limiter: config
             .max_concurrent_requests
             .map(|n| Arc::new(Semaphore::new(n))),

@@ -115,8 +115,8 @@ pub async fn metrics_summary(State(state): State<Arc<ProxyState>>) -> Response {
 
 /// `GET METRICS_PATH/prometheus`: the Prometheus text exposition.
 pub async fn metrics_prometheus(State(state): State<Arc<ProxyState>>) -> Response {
-    // The breaker closes by time alone; refresh its gauge at scrape time.
-    state.metrics.set_circuit_open(state.breaker.is_open());
+    // Breakers close by time alone; count the open ones at scrape time.
+    state.metrics.set_circuits_open(state.breakers.open_count());
     match state.metrics.encode() {
         Ok(text) => {
             let mut response = text.into_response();

@@ -24,6 +24,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabels {
     pub code: &'static str,
 }
@@ -47,6 +52,7 @@ pub struct Metrics {
     upstream_duration: Histogram,
     usage_dropped: Counter,
     circuit_open: Gauge,
+    circuit_opens: Family<RouteLabels, Counter>,
     in_flight: Gauge<i64, AtomicI64>,
     uptime: Gauge<f64, AtomicU64>,
     request_count: Counter,
@@ -96,6 +102,7 @@ impl Metrics {
         let upstream_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let usage_dropped = Counter::default();
         let circuit_open = Gauge::default();
+        let circuit_opens = Family::<RouteLabels, Counter>::default();
         let in_flight = Gauge::<i64, AtomicI64>::default();
         let uptime = Gauge::<f64, AtomicU64>::default();
         let request_count = Counter::default();
@@ -169,8 +176,13 @@ impl Metrics {
         );
         registry.register(
             "circuit_breaker_open",
-            "1 while the upstream circuit breaker is open",
+            "Circuit breakers open now (one per project, route and model; read at scrape time)",
             circuit_open.clone(),
+        );
+        registry.register(
+            "circuit_breaker_opens",
+            "Circuit breakers opened, by route",
+            circuit_opens.clone(),
         );
         registry.register(
             "in_flight_requests",
@@ -199,6 +211,7 @@ impl Metrics {
             upstream_duration,
             usage_dropped,
             circuit_open,
+            circuit_opens,
             in_flight,
             uptime,
             request_count,
@@ -292,8 +305,15 @@ impl Metrics {
         self.usage_dropped.inc();
     }
 
-    pub fn set_circuit_open(&self, open: bool) {
-        self.circuit_open.set(i64::from(open));
+    pub fn set_circuits_open(&self, open: usize) {
+        self.circuit_open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_circuit_opened(&self, route: Arc<str>) {
+        self.circuit_opens
+            .get_or_create(&RouteLabels { route })
+            .inc();
     }
 
     pub fn in_flight(&self) -> &Gauge<i64, AtomicI64> {

@@ -139,7 +139,13 @@ fn event_publisher(
                 stream_key: config.redis.stream_key.clone(),
                 max_len: config.redis.stream_max_len,
             };
-            Ok(EventPublisher::redis_streams(connection, target, buffer))
+            match &config.redis.event_spool {
+                None => Ok(EventPublisher::redis_streams(connection, target, buffer)),
+                Some(spool) => {
+                    EventPublisher::redis_streams_spooled(connection, target, buffer, spool)
+                        .map_err(|err| ServerError::EventBus(err.to_string()))
+                }
+            }
         }
     }
 }

@@ -130,6 +130,15 @@ async fn migrate_up_and_status() {
     );
 }
 
+/// A `/v1/chat/completions` request of `CHAT_BODY` with `token`.
+fn chat_request(addr: &str, token: &str) -> Request<Full<Bytes>> {
+    Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
+        .unwrap()
+}
+
 async fn seed(dir: &TempDir, max_requests: Option<i64>) -> String {
     let (store, project) = common::seed_sqlite_project(dir).await;
     common::issue_token(store.as_ref(), &project.id, max_requests, None).await
@@ -321,15 +330,7 @@ async fn events_reach_the_redis_stream() {
     let token = seed(&dir, None).await;
     let (redis_url, stream_key, vars) = common::redis_stream_env(&mock);
     let mut running = common::start_binary(&dir, &vars).await;
-    let reply = common::send(
-        &common::http_client(),
-        Request::post(format!("http://{}/v1/chat/completions", running.addr))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
-            .unwrap(),
-    )
-    .await;
+    let reply = common::send(&common::http_client(), chat_request(&running.addr, &token)).await;
     assert_eq!(reply.status, 200);
     let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
 
@@ -468,16 +469,7 @@ async fn a_redis_restart_keeps_the_proxy_serving_and_the_buffered_events_arrive(
     )
     .await;
     let client = common::http_client();
-    let chat = || {
-        common::send(
-            &client,
-            Request::post(format!("http://{}/v1/chat/completions", running.addr))
-                .header("authorization", format!("Bearer {token}"))
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from_static(CHAT_BODY.as_bytes())))
-                .unwrap(),
-        )
-    };
+    let chat = || common::send(&client, chat_request(&running.addr, &token));
     let request_id =
         |reply: &common::Reply| reply.headers["x-request-id"].to_str().unwrap().to_owned();
     let deadline = || tokio::time::Instant::now() + Duration::from_secs(20);
@@ -531,4 +523,72 @@ async fn a_redis_restart_keeps_the_proxy_serving_and_the_buffered_events_arrive(
     }
     assert_eq!(ready_checks(&running.addr).await["event_bus"], "ok");
     running.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_spooled_while_redis_was_down_are_replayed_by_the_next_proxy_process() {
+    let mut redis = llm_proxy_mocks::redis_server::PrivateRedis::start_on_free_port()
+        .await
+        .unwrap();
+    let redis_url = redis.url();
+    redis.kill();
+    let stream_key = format!("proxy-spool-test-{}", uuid::Uuid::new_v4());
+    let dir = TempDir::new();
+    let mock = MockOpenAi::start().await.unwrap();
+    let token = seed(&dir, None).await;
+    let vars = [
+        (env::OPENAI_API_URL, mock.url()),
+        (env::LLM_PROXY_EVENT_BUS, "redis".into()),
+        (env::REDIS_URL, redis_url.clone()),
+        (env::REDIS_STREAM_KEY, stream_key.clone()),
+    ];
+    let mut running = common::start_binary(&dir, &vars).await;
+    let client = common::http_client();
+    let mut sent = Vec::new();
+    for _ in 0..5 {
+        let reply = common::send(&client, chat_request(&running.addr, &token)).await;
+        assert_eq!(reply.status, 200);
+        sent.push(reply.headers["x-request-id"].to_str().unwrap().to_owned());
+    }
+    let spool = dir.0.join("event-spool.jsonl");
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&spool)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < sent.len()
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the events never reached the spool"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready_checks(&running.addr).await["event_bus"], "degraded");
+    let pid = running.child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), running.child.wait())
+        .await
+        .expect("the proxy stops after SIGTERM")
+        .unwrap();
+
+    redis.restart().await.unwrap();
+    let mut restarted = common::start_binary(&dir, &vars).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = stream_request_ids(&redis_url, &stream_key).await;
+        if seen.len() >= sent.len() {
+            assert_eq!(seen[..sent.len()], sent[..], "replayed in publish order");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the spooled events never arrived: {seen:?} vs {sent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    restarted.child.kill().await.unwrap();
 }

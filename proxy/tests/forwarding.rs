@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{CHAT_BODY, CHAT_STREAM_BODY, Harness, Options};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use llm_proxy::breaker::CircuitBreaker;
+use llm_proxy::breaker::BreakerPolicy;
 use llm_proxy_env as env;
 use llm_proxy_mocks::openai::{Behaviour, SSE_DONE, sse_chunk};
 
@@ -260,7 +260,7 @@ async fn streams_outlive_the_request_timeout() {
 #[tokio::test]
 async fn the_circuit_breaker_opens_after_five_failures_and_recovers() {
     let h = Harness::with(Options {
-        breaker: CircuitBreaker::new(5, Duration::from_millis(500)),
+        breaker: BreakerPolicy::new(5, Duration::from_millis(500)),
         ..Options::default()
     })
     .await;
@@ -286,6 +286,86 @@ async fn the_circuit_breaker_opens_after_five_failures_and_recovers() {
     h.mock.set_behaviour(Behaviour::default());
     tokio::time::sleep(Duration::from_millis(600)).await; // the breaker's cool-down is time-based by design
     assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+}
+
+#[tokio::test]
+async fn one_projects_upstream_timeouts_open_only_its_own_breaker() {
+    let h = Harness::with(Options {
+        env: vec![(env::REQUEST_TIMEOUT, "200ms".into())],
+        breaker: BreakerPolicy::new(5, Duration::from_secs(60)),
+        ..Options::default()
+    })
+    .await;
+    let a = h.token(None, None).await;
+    let b = h.other_project_token().await;
+    h.mock.set_behaviour(Behaviour {
+        delay_before_headers: Duration::from_secs(5),
+        ..Behaviour::default()
+    });
+    for _ in 0..5 {
+        h.chat(&a, CHAT_BODY).await.assert_error(504, "timeout");
+    }
+    h.chat(&a, CHAT_BODY)
+        .await
+        .assert_error(503, "circuit_open");
+    let reached = h.mock.requests().len();
+    h.mock.set_behaviour(Behaviour::default());
+    assert_eq!(
+        h.chat(&b, CHAT_BODY).await.status,
+        200,
+        "project B is served"
+    );
+    assert_eq!(
+        h.mock.requests().len(),
+        reached + 1,
+        "B reached the upstream"
+    );
+    h.chat(&a, CHAT_BODY)
+        .await
+        .assert_error(503, "circuit_open");
+    let metrics = h
+        .send(
+            common::request(Method::GET, &h.url("/metrics/prometheus"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    assert!(text.contains("llm_proxy_circuit_breaker_open 1"), "{text}");
+    assert!(
+        text.contains(r#"llm_proxy_circuit_breaker_opens_total{route="/v1/chat/completions"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn one_failing_model_opens_only_its_own_breaker() {
+    let h = Harness::with(Options {
+        breaker: BreakerPolicy::new(3, Duration::from_secs(60)),
+        ..Options::default()
+    })
+    .await;
+    let token = h.token(None, None).await;
+    let mini = CHAT_BODY.replace("gpt-4o", "gpt-4o-mini");
+    h.mock.set_behaviour(Behaviour {
+        status: StatusCode::BAD_GATEWAY,
+        ..Behaviour::default()
+    });
+    for _ in 0..3 {
+        assert_eq!(h.chat(&token, CHAT_BODY).await.status, 502);
+    }
+    h.mock.set_behaviour(Behaviour::default());
+    h.chat(&token, CHAT_BODY)
+        .await
+        .assert_error(503, "circuit_open");
+    assert_eq!(
+        h.chat(&token, &mini).await.status,
+        200,
+        "another model is served"
+    );
+    h.chat(&token, CHAT_BODY)
+        .await
+        .assert_error(503, "circuit_open");
 }
 
 #[tokio::test]
@@ -898,7 +978,7 @@ async fn a_stream_that_stalls_longer_than_the_request_timeout_is_ended() {
 #[tokio::test]
 async fn the_breaker_gauge_follows_the_cool_down() {
     let h = Harness::with(Options {
-        breaker: CircuitBreaker::new(1, Duration::from_millis(300)),
+        breaker: BreakerPolicy::new(1, Duration::from_millis(300)),
         ..Options::default()
     })
     .await;

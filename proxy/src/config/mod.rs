@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use llm_proxy_env as env;
-use llm_proxy_events::RedisSettings;
+use llm_proxy_events::{RedisSettings, SpoolSettings};
 use llm_proxy_store::{Driver, EncryptionKey, StoreConfig};
 
 pub use providers::{ParamRule, Provider, ProviderError, fallback_provider, glob_match};
@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub connections: crate::connections::ConnectionSettings,
     /// Whose forwarding headers name the client (`LLM_PROXY_TRUSTED_PROXIES`).
     pub trusted_proxies: crate::client_ip::TrustedProxies,
+    /// Bound on the circuit-breaker keys stored ([`crate::breaker`]).
+    pub circuit_breaker_max_keys: u64,
     pub shutdown_timeout: Duration,
     pub management_token: Secret,
     pub provider: Provider,
@@ -158,6 +160,8 @@ pub struct RedisConfig {
     pub settings: RedisSettings,
     pub stream_key: String,
     pub stream_max_len: u64,
+    /// The Redis Streams publisher's spool (`None` = `LLM_PROXY_EVENT_SPOOL_MAX_BYTES=0`).
+    pub event_spool: Option<SpoolSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,6 +385,12 @@ impl ServerConfig {
                 env::LLM_PROXY_TRUSTED_PROXIES,
                 crate::client_ip::TrustedProxies::parse,
             )?,
+            circuit_breaker_max_keys: e.parse(env::LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS, |raw| {
+                match values::parse_count(raw)? {
+                    0 => Err("must be at least 1"),
+                    n => Ok(n),
+                }
+            })?,
             shutdown_timeout: e.duration(env::SHUTDOWN_TIMEOUT)?,
             management_token,
             provider: providers::load_provider(
@@ -453,6 +463,7 @@ impl ServerConfig {
                 settings: RedisSettings::from_lookup(&e.lookup)?,
                 stream_key: e.raw(env::REDIS_STREAM_KEY).trim().to_owned(),
                 stream_max_len: e.count(env::REDIS_STREAM_MAX_LEN)?,
+                event_spool: SpoolSettings::from_lookup(&e.lookup)?,
             },
             http_cache: HttpCacheConfig {
                 enabled: e.bool(env::HTTP_CACHE_ENABLED)?,
@@ -635,6 +646,8 @@ mod tests {
             (env::MAX_REQUEST_SIZE, "big"),
             (env::MAX_REQUEST_SIZE, "0"),
             (env::MAX_CONCURRENT_REQUESTS, "-1"),
+            (env::LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS, "0"),
+            (env::LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS, "many"),
             (env::SHUTDOWN_TIMEOUT, "forever"),
             (env::DB_DRIVER, "mysql"),
             (env::DATABASE_POOL_SIZE, "0"),

@@ -3,30 +3,31 @@
 //! Steps, in order (each may end the request with a [`ProxyError`]):
 //! 1. request id: a fresh UUIDv4, sent upstream and returned as `X-Request-ID` (client values ignored);
 //! 2. CORS preflight: `OPTIONS` answers 204 without authentication and never reaches the upstream;
-//! 3. circuit breaker (503 while open);
-//! 4. path safety (no `.`/`..` segments, `//`, encoded dots or slashes: 400), method (405) and
+//! 3. path safety (no `.`/`..` segments, `//`, encoded dots or slashes: 400), method (405) and
 //!    endpoint prefix (404) allow-lists of the provider;
-//! 5. client token ([`crate::tokens`]): 401/429 per the token error table, checked without counting;
-//! 6. concurrency limit (`MAX_CONCURRENT_REQUESTS`, 503): only an authenticated request takes a
+//! 4. client token ([`crate::tokens`]): 401/429 per the token error table, checked without counting;
+//! 5. concurrency limit (`MAX_CONCURRENT_REQUESTS`, 503): only an authenticated request takes a
 //!    slot, so unauthenticated clients (and their bodies) cannot exhaust them;
-//! 7. body read with the `MAX_REQUEST_SIZE` limit (413) and the body read timeout (408, see
+//! 6. body read with the `MAX_REQUEST_SIZE` limit (413) and the body read timeout (408, see
 //!    [`crate::connections`]), then the param whitelist on POSTed JSON objects (the body is parsed
-//!    once), then the origin rules (`required_headers: [origin]`, `allowed_origins`);
-//! 8. project active (403) ([`crate::projects`]), then the project's rate limits
+//!    once, also for its `model`), then the origin rules (`required_headers: [origin]`,
+//!    `allowed_origins`);
+//! 7. project active (403) ([`crate::projects`]), then the circuit breaker of the request's project,
+//!    route and model ([`crate::breaker`]: 503 `circuit_open` while open), then the project's rate limits
 //!    ([`crate::ratelimit`]: 429, or 503 when fail-closed), before anything is counted, then the HTTP
 //!    cache lookup ([`crate::cache`]): a hit is served here (no quota, no upstream); on a miss the
 //!    token is admitted atomically (quota), then the provider key is loaded (503);
-//! 9. upstream through the one pooled client; `REQUEST_TIMEOUT` bounds the wait for response headers
+//! 8. upstream through the one pooled client; `REQUEST_TIMEOUT` bounds the wait for response headers
 //!    (504), transport errors are 502;
-//! 10. the response body is passed through frame by frame, never buffered: SSE chunks reach the client
-//!     as the upstream sends them; a body idle for `REQUEST_TIMEOUT` is ended with an error. If the
-//!     client goes away the body is dropped, which drops the upstream request. The body wrapper of
-//!     [`body`] is the tap point after the upstream response: it sees every frame and the end (or
-//!     abort) of the exchange, and records metrics, the request log and the instrumentation event
-//!     ([`crate::events`]) there. A cacheable response is tee'd into the cache by
-//!     [`crate::cache::HttpCache::on_response`].
+//! 9. the response body is passed through frame by frame, never buffered: SSE chunks reach the client
+//!    as the upstream sends them; a body idle for `REQUEST_TIMEOUT` is ended with an error. If the
+//!    client goes away the body is dropped, which drops the upstream request. The body wrapper of
+//!    [`body`] is the tap point after the upstream response: it sees every frame and the end (or
+//!    abort) of the exchange, and records metrics, the request log and the instrumentation event
+//!    ([`crate::events`]) there. A cacheable response is tee'd into the cache by
+//!    [`crate::cache::HttpCache::on_response`].
 //!
-//! Submodules: [`validate`] (steps 4–6), [`headers`] (header rules and CORS), [`body`] (step 10).
+//! Submodules: [`validate`] (steps 3 and 6), [`headers`] (header rules and CORS), [`body`] (step 9).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -43,7 +44,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::audit::{self, Action, Actor, Audit};
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{BreakerKey, Breakers};
 use crate::cache::{HttpCache, Lookup};
 use crate::clock::{Precision, Rfc3339};
 use crate::config::Provider;
@@ -75,7 +76,8 @@ pub struct ProxyState {
     pub client: UpstreamClient,
     pub tokens: TokenAuthority,
     pub projects: ProjectGate,
-    pub breaker: CircuitBreaker,
+    /// Circuit breakers by project, route and model.
+    pub breakers: Breakers,
     /// `None` = unlimited.
     pub limiter: Option<Arc<Semaphore>>,
     pub metrics: Arc<Metrics>,
@@ -130,30 +132,50 @@ pub async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> R
         let response = preflight(request.headers(), ctx.origin.as_ref());
         return finish(&state, ctx, response, None, in_flight, false, None);
     }
-    if state.breaker.is_open() {
-        state.metrics.set_circuit_open(true);
-        let response = local_error(&state, &ctx, ProxyError::CircuitOpen);
-        // Upstream behaviour: the breaker's 503 carries no CORS headers.
-        let facts = Some(RequestFacts::default());
-        return finish(&state, ctx, response, None, in_flight, false, facts);
-    }
     let mut facts = RequestFacts::default();
     let mut permit = None;
-    let response = match forward(&state, &ctx, request, &mut facts, &mut permit).await {
+    let mut breaker_key = None;
+    let mut cors = true;
+    let outcome = forward(
+        &state,
+        &ctx,
+        request,
+        &mut facts,
+        &mut permit,
+        &mut breaker_key,
+    )
+    .await;
+    let response = match outcome {
         Ok(response) => {
-            state.breaker.record(response.status());
+            record_breaker(&state, breaker_key.as_ref(), response.status());
             response
         }
         Err(err) => {
             if err.is_upstream_failure() {
-                state.breaker.record(err.status());
+                record_breaker(&state, breaker_key.as_ref(), err.status());
             }
+            // Upstream behaviour: the breaker's 503 carries no CORS headers.
+            cors = !matches!(err, ProxyError::CircuitOpen);
             audit_refusal(&state, &ctx, &facts, &err);
             local_error(&state, &ctx, err)
         }
     };
-    state.metrics.set_circuit_open(state.breaker.is_open());
-    finish(&state, ctx, response, permit, in_flight, true, Some(facts))
+    finish(&state, ctx, response, permit, in_flight, cors, Some(facts))
+}
+
+/// Records the status of a request that was sent upstream (`key` is `None` for the others).
+fn record_breaker(state: &ProxyState, key: Option<&BreakerKey>, status: http::StatusCode) {
+    if let Some(key) = key
+        && state.breakers.record(key, status)
+    {
+        state.metrics.record_circuit_opened(key.route.clone());
+        tracing::warn!(
+            project_id = %key.project_id,
+            route = %key.route,
+            model = key.model.as_deref().unwrap_or(""),
+            "circuit breaker opened"
+        );
+    }
 }
 
 /// Takes one of the `MAX_CONCURRENT_REQUESTS` admission slots (kept until the response body ends).
@@ -173,6 +195,7 @@ async fn forward(
     request: Request,
     facts: &mut RequestFacts,
     permit: &mut Option<OwnedSemaphorePermit>,
+    breaker_key: &mut Option<BreakerKey>,
 ) -> Result<Response, ProxyError> {
     let provider = &state.provider;
     let (parts, body) = request.into_parts();
@@ -196,12 +219,20 @@ async fn forward(
     *permit = admission_slot(state)?;
     let body = read_body(&parts.headers, body, state.max_request_size).await?;
     facts.body = body.clone();
-    check_params(provider, &parts.method, &parts.headers, &body)?;
+    let model = check_params(provider, &parts.method, &parts.headers, &body)?;
     check_origin(provider, &parts.headers)?;
 
     // Project active, then its rate limits, before the quota is counted: a rate-limited request
     // consumes nothing.
     let limits = state.projects.admit(&identified.record.project_id).await?;
+    let key = BreakerKey::new(
+        &identified.record.project_id,
+        route_label(ctx.endpoint.as_ref()),
+        model.as_deref(),
+    );
+    if state.breakers.is_open(&key) {
+        return Err(ProxyError::CircuitOpen);
+    }
     state
         .rate_limits
         .check(identified.record.id, &identified.record.project_id, &limits)
@@ -221,6 +252,9 @@ async fn forward(
         return Ok(response);
     }
 
+    // From here on the request is meant for the upstream: its outcome counts for the breaker (a
+    // cache hit says nothing about the upstream and neither counts nor resets it).
+    *breaker_key = Some(key);
     let token = state.tokens.admit(identified).await?;
     let authorization = state
         .projects

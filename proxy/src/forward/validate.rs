@@ -95,7 +95,10 @@ pub(super) fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Applies the param whitelist to POSTed JSON.
+/// Applies the param whitelist to POSTed JSON and returns the `model` the body names (`None` for
+/// other requests, bodies that are not JSON objects and models that are not strings). The body is
+/// parsed once either way: whole when a whitelist applies, otherwise only its `model` field is
+/// decoded and the rest skipped.
 ///
 /// Unlike upstream, `application/json; charset=utf-8` is JSON too (otherwise a parameter would
 /// bypass the whitelist), and a JSON body that is not an object is refused rather than waved through.
@@ -104,9 +107,20 @@ pub(super) fn check_params(
     method: &Method,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(), ProxyError> {
-    if provider.param_whitelist.is_empty() || method != Method::POST || !is_json(headers) {
-        return Ok(());
+) -> Result<Option<String>, ProxyError> {
+    #[derive(serde::Deserialize)]
+    struct ModelField<'a> {
+        #[serde(borrow, default)]
+        model: Option<std::borrow::Cow<'a, str>>,
+    }
+    if method != Method::POST || !is_json(headers) {
+        return Ok(None);
+    }
+    if provider.param_whitelist.is_empty() {
+        return Ok(serde_json::from_slice::<ModelField<'_>>(body)
+            .ok()
+            .and_then(|field| field.model)
+            .map(std::borrow::Cow::into_owned));
     }
     let parsed: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| ProxyError::InvalidJson)?;
@@ -130,7 +144,10 @@ pub(super) fn check_params(
             });
         }
     }
-    Ok(())
+    Ok(object
+        .get("model")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned))
 }
 
 pub(super) fn check_origin(provider: &Provider, headers: &HeaderMap) -> Result<(), ProxyError> {

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use llm_proxy::app::{self, ProxyCaches};
 use llm_proxy::audit::Audit;
-use llm_proxy::breaker::CircuitBreaker;
+use llm_proxy::breaker::BreakerPolicy;
 use llm_proxy::config::ServerConfig;
 use llm_proxy::metrics::Metrics;
 use llm_proxy_env as env;
@@ -57,7 +57,7 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// YAML of the provider file (`{base_url}` is replaced by the mock's URL); `None` = fallback.
     pub providers_yaml: Option<String>,
-    pub breaker: CircuitBreaker,
+    pub breaker: BreakerPolicy,
     /// PostgreSQL URL of a fresh database instead of SQLite.
     pub postgres_url: Option<String>,
 }
@@ -163,14 +163,7 @@ impl Harness {
             app.metrics.clone(),
             tokio_util::sync::CancellationToken::new(),
         ));
-        let project = store
-            .create_project(NewProject {
-                name: format!("project-{}", uuid::Uuid::new_v4()),
-                api_key: ProviderKey::new(PROVIDER_KEY),
-                rate_limits: Default::default(),
-            })
-            .await
-            .unwrap();
+        let project = new_project(store.as_ref()).await;
         Self {
             addr,
             mock,
@@ -229,6 +222,12 @@ impl Harness {
         .await
     }
 
+    /// Creates another project (same provider key) and issues a token for it.
+    pub async fn other_project_token(&self) -> String {
+        let project = new_project(self.store.as_ref()).await;
+        issue_token(self.store.as_ref(), &project.id, None, None).await
+    }
+
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
         send(&self.client, request).await
     }
@@ -257,6 +256,18 @@ impl Harness {
         )
         .await
     }
+}
+
+/// A fresh project with the mock's provider key.
+async fn new_project(store: &dyn Store) -> Project {
+    store
+        .create_project(NewProject {
+            name: format!("project-{}", uuid::Uuid::new_v4()),
+            api_key: ProviderKey::new(PROVIDER_KEY),
+            rate_limits: Default::default(),
+        })
+        .await
+        .unwrap()
 }
 
 pub async fn issue_token(
@@ -355,6 +366,10 @@ pub fn proxy_command(dir: &TempDir) -> tokio::process::Command {
         .env(env::DATABASE_PATH, dir.0.join("proxy.db"))
         .env(env::API_CONFIG_PATH, dir.0.join("absent.yaml"))
         .env(env::AUDIT_LOG_FILE, dir.0.join("audit.log"))
+        .env(
+            env::LLM_PROXY_EVENT_SPOOL_PATH,
+            dir.0.join("event-spool.jsonl"),
+        )
         .env(env::LISTEN_ADDR, "127.0.0.1:0")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
