@@ -149,7 +149,7 @@ pub fn build(config: &ServerConfig, deps: Dependencies) -> App {
     };
     let revocation_channel = revocation_url.as_ref().map(|_| RevocationChannel::new());
     if let Some(channel) = &revocation_channel {
-        metrics.register_revocation(channel);
+        channel.register(metrics.registry());
     }
     let metrics = Arc::new(metrics);
     let (tokens, usage_flusher) = TokenAuthority::new(

@@ -2,17 +2,17 @@
 //! HTTP/1.1 and HTTP/2 (h2c, told apart by the first bytes) on them until a graceful shutdown.
 //!
 //! A client that trickles cannot hold what others need:
-//! - at most [`ConnectionSettings::max_connections`] connections are served at once; a connection
+//! - at most `ConnectionSettings::max_connections` connections are served at once; a connection
 //!   beyond that is answered `503 too_many_connections` (one small write on the fresh socket, no
 //!   task, no read) and closed, so a flood costs one accept each and never the file descriptors of
 //!   the connections already served;
 //! - the first bytes of a connection (HTTP/1.1 or the HTTP/2 preface) and every HTTP/1.1 request
 //!   head, including the wait for the next request on an idle keep-alive connection, must arrive
-//!   within [`ConnectionSettings::header_read_timeout`]; then the connection is closed;
-//! - a request body must arrive within [`ConnectionSettings::body_read_timeout`] of the proxy's
-//!   first read of it ([`DeadlineBody`]); `/v1` then answers `408 request_body_timeout`. `/v1` reads
+//!   within `ConnectionSettings::header_read_timeout`; then the connection is closed;
+//! - a request body must arrive within `ConnectionSettings::body_read_timeout` of the proxy's
+//!   first wait for it ([`DeadlineBody`]); `/v1` then answers `408 request_body_timeout`. `/v1` reads
 //!   the body only after the client token is known, so an unauthenticated body holds no admission
-//!   slot (see [`crate::forward`]).
+//!   slot (see the `forward` module).
 //!
 //! When accepting fails (no file descriptor left, for instance) the loop waits, from 10 ms doubling
 //! to 1 s, instead of spinning, and logs one line per failure streak.
@@ -27,8 +27,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -41,6 +39,8 @@ use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::app::AppService;
+use crate::body_deadline::DeadlineBody;
+use crate::config::ConnectionSettings;
 use crate::metrics::Metrics;
 
 /// Bytes that tell HTTP/2 (its 24-byte preface) from HTTP/1.1.
@@ -52,15 +52,6 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duratio
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 62\r\n\r\n\
 {\"error\":\"Too many connections\",\"code\":\"too_many_connections\"}";
-
-/// Limits of client connections (`LLM_PROXY_MAX_CONNECTIONS`, `LLM_PROXY_HEADER_READ_TIMEOUT`,
-/// `LLM_PROXY_BODY_READ_TIMEOUT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionSettings {
-    pub max_connections: usize,
-    pub header_read_timeout: Duration,
-    pub body_read_timeout: Duration,
-}
 
 /// Serves `service` on `listener` until `shutdown`, then stops accepting and lets the open
 /// connections finish (the caller bounds that wait).
@@ -155,70 +146,6 @@ impl hyper::service::Service<http::Request<Incoming>> for PerConnection {
         request.extensions_mut().insert(ConnectInfo(self.peer));
         self.app.clone().call(request)
     }
-}
-
-/// A request body that fails with [`BodyDeadlineExceeded`] when it is not complete `timeout` after
-/// its first read.
-pub struct DeadlineBody<B> {
-    inner: B,
-    timeout: Duration,
-    /// Armed at the first read: a body never read costs no timer.
-    deadline: Option<Pin<Box<Sleep>>>,
-}
-
-impl<B> DeadlineBody<B> {
-    pub fn new(inner: B, timeout: Duration) -> Self {
-        Self {
-            inner,
-            timeout,
-            deadline: None,
-        }
-    }
-}
-
-/// The request body did not arrive in time (`LLM_PROXY_BODY_READ_TIMEOUT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the request body did not arrive within the body read timeout")]
-pub struct BodyDeadlineExceeded;
-
-impl<B> HttpBody for DeadlineBody<B>
-where
-    B: HttpBody<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(frame.map(|result| result.map_err(Into::into)));
-        }
-        let timeout = this.timeout;
-        let deadline = this
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyDeadlineExceeded)))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Whether `error` (or one of its sources) is a [`BodyDeadlineExceeded`].
-pub fn is_body_deadline(error: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<BodyDeadlineExceeded>())
 }
 
 /// A connection whose first [`PROTOCOL_SNIFF_BYTES`] must arrive within the header read timeout:

@@ -5,11 +5,12 @@
 //! client), [`breaker`], [`client_ip`] (who a request came from), [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`redis_link`] (the shared
 //! Redis connection and per-feature health), [`revocation`] (the PostgreSQL invalidation listener),
-//! [`connections`] (client connections: cap, slow-client deadlines), [`server`] (start-up and
+//! [`connections`] (client connections: cap, slow-client deadlines; [`body_deadline`]), [`server`] (start-up and
 //! shutdown) and [`secret`].
 
 pub mod app;
 pub mod audit;
+pub mod body_deadline;
 pub mod breaker;
 pub mod cache;
 pub mod client_ip;

@@ -61,7 +61,7 @@ pub struct Metrics {
     connections: ConnectionGauges,
 }
 
-/// Client connections ([`crate::connections`]).
+/// Client connections (served by the `connections` module).
 #[derive(Default)]
 struct ConnectionGauges {
     open: Gauge,
@@ -241,9 +241,10 @@ impl Metrics {
         bus.register(&mut self.registry);
     }
 
-    /// Adds the invalidation channel's gauge and counter (`llm_proxy_revocation_*`).
-    pub fn register_revocation(&mut self, channel: &crate::revocation::RevocationChannel) {
-        channel.register(self.registry.sub_registry_with_prefix("llm_proxy"));
+    /// The `llm_proxy_` registry, for a module that registers metrics of its own (the revocation
+    /// channel's), so this module need not know it.
+    pub fn registry(&mut self) -> &mut prometheus_client::registry::Registry {
+        self.registry.sub_registry_with_prefix("llm_proxy")
     }
 
     /// Adds the rate-limit counters (`llm_proxy_rate_limit_*`).

@@ -14,7 +14,7 @@
 //! file behind the proxy's back shows (on the first request after expiry plus one load; a zero
 //! TTL keeps every lookup on the store, as before). On a
 //! shared database (PostgreSQL) an expired entry is reloaded before the request goes on, and
-//! another replica's change is invalidated when its notification arrives ([`crate::revocation`]);
+//! another replica's change is invalidated when its notification arrives (the `revocation` module);
 //! while the invalidation listener is disconnected, it applies within the TTL.
 
 use std::sync::Arc;

@@ -24,7 +24,7 @@
 //! `max_requests = k` still admit exactly `k`, and a crash can only under-admit. Consequences:
 //! - a revocation, expiry or quota change made through `/manage` of *this* process applies at once
 //!   ([`TokenAuthority::invalidate`] drops the lease); one made by another replica applies when its
-//!   notification arrives ([`crate::revocation`]: the same `invalidate`), and within [`LEASE_TTL`]
+//!   notification arrives (the `revocation` module: the same `invalidate`), and within [`LEASE_TTL`]
 //!   (1 s) at the latest;
 //! - the database's `request_count` includes reservations not used yet (at most two chunks per
 //!   replica and token, so at most a quarter of the quota left) until they are returned (about a
@@ -39,7 +39,7 @@
 //! a bounded channel to a background batcher; when the channel is full the update is dropped and
 //! counted. Revocation of any token reaches the cache through [`TokenAuthority::invalidate`]: from
 //! this process's `/manage`, or, on PostgreSQL, from the invalidation listener
-//! ([`crate::revocation`]) for a change made by another replica; while that listener is
+//! (the `revocation` module) for a change made by another replica; while that listener is
 //! disconnected, another replica's change applies within the cache TTL (`LLM_PROXY_TOKEN_CACHE_TTL`)
 //! and every cache is dropped when it reconnects.
 //!
@@ -404,7 +404,7 @@ impl TokenAuthority {
     }
 
     /// Drops every cached token record and unknown hash and ends every quota lease (their unused
-    /// parts are returned): after a gap in the invalidation channel ([`crate::revocation`]), any
+    /// parts are returned): after a gap in the invalidation channel (the `revocation` module), any
     /// of them may be stale.
     pub fn invalidate_all(&self) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);

@@ -56,6 +56,16 @@ impl From<llm_proxy_events::ConfigError> for ConfigError {
     }
 }
 
+/// Limits of client connections, served by the `connections` module (`LLM_PROXY_MAX_CONNECTIONS`,
+/// `LLM_PROXY_HEADER_READ_TIMEOUT`,
+/// `LLM_PROXY_BODY_READ_TIMEOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+}
+
 /// Everything `llm-proxy server` needs, validated.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -66,7 +76,7 @@ pub struct ServerConfig {
     /// `None` = unlimited.
     pub max_concurrent_requests: Option<usize>,
     /// Client connection cap and the deadlines of slow clients.
-    pub connections: crate::connections::ConnectionSettings,
+    pub connections: ConnectionSettings,
     /// Whose forwarding headers name the client (`LLM_PROXY_TRUSTED_PROXIES`).
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// Bound on the circuit-breaker keys stored ([`crate::breaker`]).
@@ -376,7 +386,7 @@ impl ServerConfig {
             })?,
             max_concurrent_requests: Some(e.usize(env::MAX_CONCURRENT_REQUESTS)?)
                 .filter(|n| *n > 0),
-            connections: crate::connections::ConnectionSettings {
+            connections: ConnectionSettings {
                 max_connections: e.positive_usize(env::LLM_PROXY_MAX_CONNECTIONS)?,
                 header_read_timeout: e.positive_duration(env::LLM_PROXY_HEADER_READ_TIMEOUT)?,
                 body_read_timeout: e.positive_duration(env::LLM_PROXY_BODY_READ_TIMEOUT)?,

@@ -9,7 +9,7 @@
 //! 5. concurrency limit (`MAX_CONCURRENT_REQUESTS`, 503): only an authenticated request takes a
 //!    slot, so unauthenticated clients (and their bodies) cannot exhaust them;
 //! 6. body read with the `MAX_REQUEST_SIZE` limit (413) and the body read timeout (408, see
-//!    [`crate::connections`]), then the param whitelist on POSTed JSON objects (the body is parsed
+//!    [`crate::body_deadline`]), then the param whitelist on POSTed JSON objects (the body is parsed
 //!    once, also for its `model`), then the origin rules (`required_headers: [origin]`,
 //!    `allowed_origins`);
 //! 7. project active (403) ([`crate::projects`]), then the circuit breaker of the request's project,

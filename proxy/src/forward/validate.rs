@@ -82,7 +82,7 @@ pub(super) async fn read_body(
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge),
-        Err(err) if crate::connections::is_body_deadline(&*err) => Err(ProxyError::BodyTimeout),
+        Err(err) if crate::body_deadline::is_body_deadline(&*err) => Err(ProxyError::BodyTimeout),
         Err(_) => Err(ProxyError::BodyUnreadable),
     }
 }

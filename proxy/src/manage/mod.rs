@@ -38,7 +38,7 @@ pub trait CacheInvalidator: Send + Sync {
     fn token_changed(&self, hash: &TokenHash);
     /// The project was deactivated, reactivated or changed (provider key, name).
     fn project_changed(&self, project_id: &str);
-    /// Anything cached may be stale (the invalidation channel of [`crate::revocation`] had a
+    /// Anything cached may be stale (the invalidation channel of the `revocation` module had a
     /// gap): drop every cached token and project.
     fn everything_changed(&self) {}
     /// The HTTP response cache, for purges; `None` when caching is disabled.
