@@ -107,7 +107,7 @@ pub async fn serve(
         metrics.connection_opened();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let io = TokioIo::new(SniffDeadline::new(stream, header_read_timeout));
+            let io = TokioIo::new(ClientIo::new(stream, header_read_timeout));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -148,26 +148,34 @@ impl hyper::service::Service<http::Request<Incoming>> for PerConnection {
     }
 }
 
-/// A connection whose first [`PROTOCOL_SNIFF_BYTES`] must arrive within the header read timeout:
-/// hyper-util reads them to tell HTTP/2 from HTTP/1.1 with no deadline of its own, and hyper's
-/// HTTP/1.1 header timeout only starts after that. Past those bytes it is the bare stream.
-struct SniffDeadline {
+/// A client connection as hyper sees it. Two things hyper does not do:
+/// - the first [`PROTOCOL_SNIFF_BYTES`] must arrive within the header read timeout: hyper-util reads
+///   them to tell HTTP/2 from HTTP/1.1 with no deadline of its own, and hyper's HTTP/1.1 header
+///   timeout only starts after that; past those bytes reads go straight to the stream;
+/// - hyper answers a request head it cannot parse (400, 431, …) itself, with an empty body; such an
+///   answer (a 4xx head with `connection: close` and `content-length: 0`, which no handler of this
+///   proxy writes: every error of its own is JSON) is rewritten into the same status with a JSON
+///   error body ([`json_parse_error`]).
+struct ClientIo {
     stream: TcpStream,
     sniffed: usize,
     deadline: Pin<Box<Sleep>>,
+    /// The JSON rewrite of hyper's parse-error answer, and how much of it is written.
+    rewrite: Option<(Vec<u8>, usize)>,
 }
 
-impl SniffDeadline {
+impl ClientIo {
     fn new(stream: TcpStream, timeout: Duration) -> Self {
         Self {
             stream,
             sniffed: 0,
             deadline: Box::pin(tokio::time::sleep_until(Instant::now() + timeout)),
+            rewrite: None,
         }
     }
 }
 
-impl AsyncRead for SniffDeadline {
+impl AsyncRead for ClientIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -192,13 +200,34 @@ impl AsyncRead for SniffDeadline {
     }
 }
 
-impl AsyncWrite for SniffDeadline {
+impl AsyncWrite for ClientIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.rewrite.is_none()
+            && let Some(json) = json_parse_error(buf)
+        {
+            this.rewrite = Some((json, 0));
+        }
+        let Some((json, written)) = &mut this.rewrite else {
+            return Pin::new(&mut this.stream).poll_write(cx, buf);
+        };
+        // hyper calls again with the same bytes until they are all reported written.
+        while *written < json.len() {
+            match Pin::new(&mut this.stream).poll_write(cx, &json[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        this.rewrite = None;
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_write_vectored(
@@ -206,7 +235,12 @@ impl AsyncWrite for SniffDeadline {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        match bufs.iter().find(|buf| !buf.is_empty()) {
+            Some(first) if self.rewrite.is_some() || json_parse_error(first).is_some() => {
+                self.poll_write(cx, first)
+            }
+            _ => Pin::new(&mut self.stream).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -222,6 +256,34 @@ impl AsyncWrite for SniffDeadline {
     }
 }
 
+/// The JSON rewrite of an answer hyper wrote itself for a request head it could not parse (see
+/// [`ClientIo`]), or `None` for any other bytes.
+fn json_parse_error(head: &[u8]) -> Option<Vec<u8>> {
+    const MARK: &[u8] = b"\r\nconnection: close\r\ncontent-length: 0\r\n";
+    if !head.starts_with(b"HTTP/1.1 4") || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    head.windows(MARK.len()).position(|window| window == MARK)?;
+    let status_line = head.split(|&b| b == b'\r').next()?;
+    let status_line = std::str::from_utf8(status_line).ok()?;
+    let (code, reason) = match status_line.get(9..12)? {
+        "431" => (
+            "request_header_too_large",
+            "Request header fields too large",
+        ),
+        "414" => ("uri_too_long", "Request URI too long"),
+        _ => ("bad_request", "Malformed HTTP request"),
+    };
+    let body = format!(r#"{{"error":"{reason}","code":"{code}"}}"#);
+    Some(
+        format!(
+            "{status_line}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +296,30 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
         assert_eq!(json["code"], "too_many_connections");
+    }
+
+    #[test]
+    fn only_hypers_own_parse_error_answers_are_rewritten() {
+        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Thu, 03 Dec 2026 14:29:26 GMT\r\n\r\n";
+        let rewritten = json_parse_error(hyper)
+            .map(String::from_utf8)
+            .and_then(Result::ok);
+        let text = rewritten.unwrap_or_default();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(
+            head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("content-type: application/json"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert_eq!(json["code"], "request_header_too_large");
+        // An application answer (JSON body, no `connection: close` + empty body) is left alone.
+        let app = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n";
+        assert!(json_parse_error(app).is_none());
+        assert!(
+            json_parse_error(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+                .is_none()
+        );
     }
 }

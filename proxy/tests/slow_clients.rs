@@ -1,7 +1,8 @@
 //! Slow and hostile clients, at small scale, against the real router and its connection handling
 //! (`llm_proxy::connections`): trickling bodies without a token take no admission slot, a body that
 //! does not arrive is 408, connections that send no headers are closed, and connections beyond the
-//! cap are refused with a clear answer — while normal traffic is still served.
+//! cap are refused with a clear answer — while normal traffic is still served — and request heads the
+//! HTTP parser refuses get JSON errors too.
 
 // Test helpers outside #[test] functions fail loudly on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -181,4 +182,43 @@ async fn connections_beyond_the_cap_are_refused_and_normal_traffic_is_served_aga
         assert!(tokio::time::Instant::now() < deadline, "never served again");
     }
     assert_eq!(h.chat(&token, CHAT_BODY).await.status, 200);
+}
+
+#[tokio::test]
+async fn request_heads_the_parser_refuses_get_json_errors() {
+    let h = harness(&[]).await;
+    // More header lines than the parser takes (a small request, read whole, so closing the
+    // connection does not reset it before the answer is read).
+    let headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let oversized = format!("GET /health HTTP/1.1\r\nhost: proxy\r\n{headers}\r\n");
+    let cases = [
+        (b"GARBAGE\r\n\r\n".to_vec(), "HTTP/1.1 400", "bad_request"),
+        (
+            b"GET /health HTTP/1.1\r\nbad header line\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+            "bad_request",
+        ),
+        (
+            oversized.into_bytes(),
+            "HTTP/1.1 431",
+            "request_header_too_large",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let mut stream = TcpStream::connect(h.addr).await.unwrap();
+        // The proxy may answer and close before it has read everything.
+        let _ = stream.write_all(&request).await;
+        let answer = read_until_closed(&mut stream).await;
+        assert!(answer.starts_with(status), "{answer}");
+        assert!(
+            answer.contains("content-type: application/json"),
+            "{answer}"
+        );
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], code, "{answer}");
+    }
 }
