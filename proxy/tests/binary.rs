@@ -416,22 +416,10 @@ async fn dispatcher_subcommand_serves_health_and_stops_on_sigterm() {
 
 /// Events published to the stream so far, by request id.
 async fn stream_request_ids(redis_url: &str, stream_key: &str) -> Vec<String> {
-    let client = redis::Client::open(redis_url).unwrap();
-    let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
-        return Vec::new();
-    };
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(stream_key)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut connection)
+    common::stream_data(redis_url, stream_key)
         .await
-        .unwrap_or_default();
-    entries
-        .ids
         .iter()
-        .filter_map(|entry| entry.get::<String>("data"))
-        .filter_map(|data| serde_json::from_str::<serde_json::Value>(&data).ok())
+        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
         .filter_map(|event| event["RequestID"].as_str().map(str::to_owned))
         .collect()
 }

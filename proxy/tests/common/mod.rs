@@ -326,30 +326,40 @@ pub fn redis_stream_env(mock: &MockOpenAi) -> (String, String, Vec<(&'static str
     (redis_url, stream_key, vars)
 }
 
+/// The `data` of every event on `stream_key` now (nothing while Redis cannot be reached).
+pub async fn stream_data(redis_url: &str, stream_key: &str) -> Vec<String> {
+    let Ok(client) = redis::Client::open(redis_url) else {
+        return Vec::new();
+    };
+    let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+        return Vec::new();
+    };
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream_key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap_or_default();
+    entries
+        .ids
+        .iter()
+        .filter_map(|entry| entry.get::<String>("data"))
+        .collect()
+}
+
 /// The `data` of every event on `stream_key`, once there are at least `count` (fails after 20 s).
 pub async fn stream_events(redis_url: &str, stream_key: &str, count: usize) -> Vec<String> {
-    let client = redis::Client::open(redis_url).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(stream_key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        if entries.ids.len() >= count {
-            return entries
-                .ids
-                .iter()
-                .map(|entry| entry.get::<String>("data").unwrap())
-                .collect();
+        let events = stream_data(redis_url, stream_key).await;
+        if events.len() >= count {
+            return events;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "{} of {count} events on {stream_key}",
-            entries.ids.len()
+            events.len()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
