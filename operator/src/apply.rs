@@ -1,136 +1,25 @@
-//! Writing children: server-side apply (one field manager, force) skipped when the live object
-//! already holds what we would apply, create-once for generated Secrets, and label-scoped deletion
-//! of children no longer wanted.
+//! Writing children, for any kind of owner: server-side apply (one field manager, force) skipped
+//! when the live object already holds what we would apply, create-once for generated Secrets, and
+//! label-scoped deletion of children no longer wanted.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::DynamicObject;
 use kube::{Api, Client};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::build::monitoring;
 use crate::error::Error;
-use crate::render::{
+use crate::kinds::{self, CHILD_KINDS, ChildKind, SERVICE_MONITOR, display_name};
+use crate::vocabulary::{
     APPLIED_HASH_ANNOTATION, FIELD_MANAGER, GENERATED_ANNOTATION, LABEL_INSTANCE, LABEL_MANAGED_BY,
     hex,
 };
 
-/// A child kind the operator manages: (group, version, kind, plural).
-pub struct ChildKind {
-    /// API group ("" = core).
-    pub group: &'static str,
-    /// Version.
-    pub version: &'static str,
-    /// Kind.
-    pub kind: &'static str,
-    /// Plural resource name.
-    pub plural: &'static str,
-}
-
-impl ChildKind {
-    /// The kube `ApiResource` of this kind.
-    pub fn api_resource(&self) -> ApiResource {
-        ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(self.group, self.version, self.kind),
-            self.plural,
-        )
-    }
-}
-
-/// Every built-in kind the operator may create, in apply order.
-pub const CHILD_KINDS: &[ChildKind] = &[
-    ChildKind {
-        group: "",
-        version: "v1",
-        kind: "Secret",
-        plural: "secrets",
-    },
-    ChildKind {
-        group: "",
-        version: "v1",
-        kind: "PersistentVolumeClaim",
-        plural: "persistentvolumeclaims",
-    },
-    ChildKind {
-        group: "",
-        version: "v1",
-        kind: "Service",
-        plural: "services",
-    },
-    ChildKind {
-        group: "",
-        version: "v1",
-        kind: "ConfigMap",
-        plural: "configmaps",
-    },
-    ChildKind {
-        group: "apps",
-        version: "v1",
-        kind: "StatefulSet",
-        plural: "statefulsets",
-    },
-    ChildKind {
-        group: "apps",
-        version: "v1",
-        kind: "Deployment",
-        plural: "deployments",
-    },
-    ChildKind {
-        group: "autoscaling",
-        version: "v2",
-        kind: "HorizontalPodAutoscaler",
-        plural: "horizontalpodautoscalers",
-    },
-    ChildKind {
-        group: "networking.k8s.io",
-        version: "v1",
-        kind: "Ingress",
-        plural: "ingresses",
-    },
-];
-
-/// The ServiceMonitor kind (only handled when its CRD is served).
-pub const SERVICE_MONITOR_KIND: ChildKind = ChildKind {
-    group: monitoring::SERVICE_MONITOR_GROUP,
-    version: monitoring::SERVICE_MONITOR_VERSION,
-    kind: monitoring::SERVICE_MONITOR_KIND,
-    plural: monitoring::SERVICE_MONITOR_PLURAL,
-};
-
-fn kind_of(object: &Value) -> Option<&'static ChildKind> {
-    let api_version = object.get("apiVersion")?.as_str()?;
-    let kind = object.get("kind")?.as_str()?;
-    CHILD_KINDS
-        .iter()
-        .chain(std::iter::once(&SERVICE_MONITOR_KIND))
-        .find(|k| {
-            k.kind == kind
-                && if k.group.is_empty() {
-                    api_version == k.version
-                } else {
-                    api_version == format!("{}/{}", k.group, k.version)
-                }
-        })
-}
-
-/// `Kind/name` of an object, for Events and logs.
-pub fn display_name(object: &Value) -> String {
-    let kind = object
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("Object");
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    format!("{kind}/{name}")
-}
-
 /// What one apply pass did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct ApplyReport {
     /// Children that did not exist before (`Kind/name`).
     pub created: Vec<String>,
@@ -138,11 +27,25 @@ pub struct ApplyReport {
     pub updated: Vec<String>,
     /// Children deleted because they are no longer wanted.
     pub deleted: Vec<String>,
+    /// The objects as the API server stored them after each write (`Kind/name` → object).
+    pub written: Vec<(String, DynamicObject)>,
+}
+
+impl ApplyReport {
+    /// The stored object after this pass wrote `Kind/name`, if it did.
+    pub fn written(&self, display_name: &str) -> Option<&DynamicObject> {
+        self.written
+            .iter()
+            .find(|(name, _)| name == display_name)
+            .map(|(_, object)| object)
+    }
 }
 
 /// sha256 of the object as we would apply it (before the hash annotation is added).
 pub fn applied_hash(object: &Value) -> Result<String, Error> {
-    Ok(hex(&Sha256::digest(serde_json::to_vec(object)?)))
+    let bytes =
+        serde_json::to_vec(object).map_err(|e| Error::serialization(display_name(object), e))?;
+    Ok(hex(&Sha256::digest(bytes)))
 }
 
 /// Whether every field of `desired` is present with the same value in `live` (lists element-wise).
@@ -191,22 +94,23 @@ fn quantity_value(text: &str) -> Option<f64> {
     number.parse::<f64>().ok().map(|n| n * factor)
 }
 
-/// Applies children in one namespace on behalf of one LlmProxy.
+/// Applies children in one namespace on behalf of one owning resource (of any kind).
 pub struct Applier {
     client: Client,
     namespace: String,
-    proxy_name: String,
-    proxy_uid: String,
+    owner_name: String,
+    owner_uid: String,
 }
 
 impl Applier {
-    /// An applier for the LlmProxy `proxy_name` (uid `proxy_uid`) in `namespace`.
-    pub fn new(client: Client, namespace: String, proxy_name: String, proxy_uid: String) -> Self {
+    /// An applier for the resource `owner_name` (uid `owner_uid`) in `namespace`; its children
+    /// carry `app.kubernetes.io/instance=<owner_name>` and a controller reference to `owner_uid`.
+    pub fn new(client: Client, namespace: String, owner_name: String, owner_uid: String) -> Self {
         Self {
             client,
             namespace,
-            proxy_name,
-            proxy_uid,
+            owner_name,
+            owner_uid,
         }
     }
 
@@ -222,16 +126,13 @@ impl Applier {
         report: &mut ApplyReport,
     ) -> Result<(), Error> {
         for child in children {
-            let Some(kind) = kind_of(child) else {
-                return Err(Error::InvalidObject(format!(
-                    "no API mapping for {}",
-                    display_name(child)
-                )));
+            let entry = display_name(child);
+            let Some(kind) = kinds::of(child) else {
+                return Err(Error::UnknownChildKind(entry));
             };
-            let name = child
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .ok_or(Error::MissingMetadata("name of a child"))?;
+            let Some(name) = child.pointer("/metadata/name").and_then(Value::as_str) else {
+                return Err(Error::UnknownChildKind(entry));
+            };
             let hash = applied_hash(child)?;
             let mut desired = child.clone();
             if let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -246,29 +147,36 @@ impl Applier {
                 }
             }
             let api = self.api(kind);
-            let live = api.get_opt(name).await?;
+            let live = api
+                .get_opt(name)
+                .await
+                .map_err(|e| Error::kube(format!("read {entry}"), e))?;
             if let Some(live) = &live {
                 let live_hash = live
                     .metadata
                     .annotations
                     .as_ref()
                     .and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
-                if live_hash == Some(&hash) && is_subset(&desired, &serde_json::to_value(live)?) {
+                let live_value =
+                    serde_json::to_value(live).map_err(|e| Error::serialization(&entry, e))?;
+                if live_hash == Some(&hash) && is_subset(&desired, &live_value) {
                     continue;
                 }
             }
-            api.patch(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await?;
-            let entry = display_name(child);
+            let stored = api
+                .patch(
+                    name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await
+                .map_err(|e| Error::kube(format!("apply {entry}"), e))?;
             if live.is_some() {
-                report.updated.push(entry)
+                report.updated.push(entry.clone())
             } else {
-                report.created.push(entry)
+                report.created.push(entry.clone())
             }
+            report.written.push((entry, stored));
         }
         Ok(())
     }
@@ -277,12 +185,13 @@ impl Applier {
     /// Returns whether it was created.
     pub async fn create_if_absent(&self, secret: &Secret) -> Result<bool, Error> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let name = secret
-            .metadata
-            .name
-            .as_deref()
-            .ok_or(Error::MissingMetadata("name of a child"))?;
-        if api.get_opt(name).await?.is_some() {
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        let entry = format!("Secret/{name}");
+        let existing = api
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::kube(format!("read {entry}"), e))?;
+        if existing.is_some() {
             return Ok(false);
         }
         match api
@@ -298,12 +207,12 @@ impl Applier {
             Ok(_) => Ok(true),
             // Created concurrently by another pass: it exists, which is all we need.
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(Error::kube(format!("create {entry}"), e)),
         }
     }
 
-    /// Deletes children of this LlmProxy (by labels and controller owner uid) that are not in
-    /// `wanted`. Generated Secrets are kept: they go away with the LlmProxy through its ownerRef.
+    /// Deletes children of the owner (by labels and controller owner uid) that are not in
+    /// `wanted`. Generated Secrets are kept: they go away with the owner through its ownerRef.
     pub async fn delete_unwanted(
         &self,
         wanted: &[Value],
@@ -313,18 +222,18 @@ impl Applier {
         let wanted: BTreeSet<String> = wanted.iter().map(display_name).collect();
         let selector = format!(
             "{LABEL_INSTANCE}={},{LABEL_MANAGED_BY}={FIELD_MANAGER}",
-            self.proxy_name
+            self.owner_name
         );
         let kinds = CHILD_KINDS
             .iter()
-            .chain(service_monitor_crd_served.then_some(&SERVICE_MONITOR_KIND));
+            .chain(service_monitor_crd_served.then_some(&SERVICE_MONITOR));
         for kind in kinds {
             let api = self.api(kind);
-            for object in api
+            let listed = api
                 .list(&ListParams::default().labels(&selector))
-                .await?
-                .items
-            {
+                .await
+                .map_err(|e| Error::kube(format!("list {}", kind.plural), e))?;
+            for object in listed.items {
                 let Some(name) = object.metadata.name.as_deref() else {
                     continue;
                 };
@@ -333,7 +242,7 @@ impl Applier {
                     .owner_references
                     .iter()
                     .flatten()
-                    .any(|o| o.uid == self.proxy_uid && o.controller == Some(true));
+                    .any(|o| o.uid == self.owner_uid && o.controller == Some(true));
                 let generated = object
                     .metadata
                     .annotations
@@ -344,7 +253,7 @@ impl Applier {
                     match api.delete(name, &DeleteParams::background()).await {
                         Ok(_) => report.deleted.push(entry),
                         Err(kube::Error::Api(status)) if status.code == 404 => {}
-                        Err(e) => return Err(e.into()),
+                        Err(e) => return Err(Error::kube(format!("delete {entry}"), e)),
                     }
                 }
             }

@@ -1,7 +1,7 @@
-//! The controller: watches `LlmProxy` objects and their children, runs the reconciler, serves
-//! metrics and health, and (optionally) holds a Lease so only one replica writes.
+//! The runtime wiring, at the top of the crate: serves metrics and health, (optionally) holds a
+//! Lease so only one replica writes, and runs one controller per kind and watched namespace
+//! (today `LlmProxy`), each watching its objects and their children.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,69 +19,19 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
+use crate::config::{LeaderElection, OperatorConfig, default_identity};
+use crate::context::Shared;
 use crate::crd::LlmProxy;
-use crate::dereference::service_monitor_served;
-use crate::error::Error;
+use crate::error::StartError;
 use crate::leader::LeaderLease;
+use crate::llmproxy::dereference::service_monitor_served;
+use crate::llmproxy::sources::SecretSources;
+use crate::llmproxy::{self, Context};
 use crate::metrics::{self, Metrics};
-use crate::reconcile::{self, Context};
-use crate::render::{FIELD_MANAGER, LABEL_MANAGED_BY};
-use crate::sources::SecretSources;
+use crate::vocabulary::{FIELD_MANAGER, LABEL_MANAGED_BY};
 
 /// How often the operator checks again for the CRD when it is not installed.
 const CRD_RETRY_INTERVAL: Duration = Duration::from_secs(10);
-/// How often API discovery is asked whether the ServiceMonitor CRD is served.
-pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Default image of the development PostgreSQL StatefulSet.
-pub const DEFAULT_POSTGRES_IMAGE: &str = "docker.io/library/postgres:17";
-
-/// Runtime configuration of the operator.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OperatorConfig {
-    /// Namespaces to watch; empty = all namespaces.
-    pub watch_namespaces: Vec<String>,
-    /// Lease-based leader election; `None` = always lead (single replica).
-    pub leader_election: Option<LeaderElection>,
-    /// Address of `/metrics`, `/healthz` and `/readyz`; `None` = no server (tests).
-    pub metrics_addr: Option<SocketAddr>,
-    /// Image of the development PostgreSQL.
-    pub postgres_image: String,
-    /// Requeue interval of a healthy object (periodic drift check).
-    pub resync_interval: Duration,
-    /// How often discovery is re-checked for the ServiceMonitor CRD; when it appears or goes away,
-    /// every LlmProxy is reconciled (instead of waiting for the resync).
-    pub discovery_interval: Duration,
-}
-
-impl Default for OperatorConfig {
-    fn default() -> Self {
-        Self {
-            watch_namespaces: Vec::new(),
-            leader_election: None,
-            metrics_addr: None,
-            postgres_image: DEFAULT_POSTGRES_IMAGE.to_owned(),
-            resync_interval: Duration::from_secs(300),
-            discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
-        }
-    }
-}
-
-/// Lease-based leader election settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderElection {
-    /// Namespace of the Lease.
-    pub namespace: String,
-    /// Name of the Lease.
-    pub lease_name: String,
-    /// This replica's identity (the pod name).
-    pub identity: String,
-    /// How long a lease is valid without renewal.
-    pub lease_duration: Duration,
-    /// How often the leader renews (and a standby retries).
-    pub renew_interval: Duration,
-}
-
 /// A cloneable "stop" signal built from a one-shot future.
 #[derive(Clone)]
 struct Stop(watch::Receiver<bool>);
@@ -116,7 +66,7 @@ pub async fn run(
     client: kube::Client,
     config: OperatorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
+) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::default());
     let (stop, stop_task) = Stop::new(shutdown);
     let server = match config.metrics_addr {
@@ -136,7 +86,7 @@ pub async fn run(
         None => None,
     };
 
-    let result = match config.leader_election.clone() {
+    match config.leader_election.clone() {
         None => {
             metrics.leader.set(1);
             run_controllers(client, config, metrics.clone(), stop.clone()).await
@@ -144,7 +94,7 @@ pub async fn run(
         Some(election) => {
             run_with_lease(client, config, election, metrics.clone(), stop.clone()).await
         }
-    };
+    }
     metrics.set_ready(false);
     // Stop the metrics server too when the controllers ended for another reason than `shutdown`.
     stop_task.abort();
@@ -152,7 +102,7 @@ pub async fn run(
         server.abort();
         let _ = server.await;
     }
-    result
+    Ok(())
 }
 
 async fn run_with_lease(
@@ -161,7 +111,7 @@ async fn run_with_lease(
     election: LeaderElection,
     metrics: Arc<Metrics>,
     stop: Stop,
-) -> Result<(), Error> {
+) {
     let lease = Arc::new(LeaderLease::new(client.clone(), election.clone()));
     // A standby is healthy and ready: it is doing its job.
     metrics.set_ready(true);
@@ -169,7 +119,7 @@ async fn run_with_lease(
         tracing::info!(identity = %election.identity, lease = %election.lease_name, "waiting for leadership");
         tokio::select! {
             () = lease.acquire() => {}
-            () = stop.wait() => return Ok(()),
+            () = stop.wait() => return,
         }
         tracing::info!(identity = %election.identity, "became leader");
         metrics.leader.set(1);
@@ -182,18 +132,14 @@ async fn run_with_lease(
             })
         };
         let leading = Stop(merge_stops(stop.clone(), lost_rx));
-        let result =
-            run_controllers(client.clone(), config.clone(), metrics.clone(), leading).await;
+        run_controllers(client.clone(), config.clone(), metrics.clone(), leading).await;
         holder.abort();
         metrics.leader.set(0);
         if stop.is_stopped() {
             if let Err(e) = lease.release().await {
                 tracing::warn!(error = %e, "cannot release the lease");
             }
-            return result;
-        }
-        if let Err(e) = result {
-            tracing::error!(error = %e, "controller stopped with an error");
+            return;
         }
         tracing::warn!(identity = %election.identity, "lost leadership; standing by");
     }
@@ -246,13 +192,13 @@ async fn run_controllers(
     config: OperatorConfig,
     metrics: Arc<Metrics>,
     stop: Stop,
-) -> Result<(), Error> {
+) {
     let probe: Api<LlmProxy> = match config.watch_namespaces.first() {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     if !wait_for_crd(&probe, &stop).await {
-        return Ok(());
+        return;
     }
     let identity = config
         .leader_election
@@ -266,12 +212,14 @@ async fn run_controllers(
             instance: Some(identity),
         },
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config.clone(),
+    let shared = Shared {
+        client: client.clone(),
+        config: config.clone(),
         recorder,
-        metrics.clone(),
-    ));
+        metrics: metrics.clone(),
+    };
+    // One context per kind for all its namespaces: the memory is keyed by object.
+    let ctx = Arc::new(Context::new(shared));
     metrics.set_ready(true);
     let namespaces: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
         vec![None]
@@ -282,7 +230,6 @@ async fn run_controllers(
         .into_iter()
         .map(|ns| run_controller(client.clone(), ns, ctx.clone(), stop.clone()));
     futures::future::join_all(controllers).await;
-    Ok(())
 }
 
 async fn run_controller(client: Client, namespace: Option<String>, ctx: Arc<Context>, stop: Stop) {
@@ -296,7 +243,8 @@ async fn run_controller(client: Client, namespace: Option<String>, ctx: Arc<Cont
         watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
     let controller = Controller::new(proxies, watcher::Config::default().any_semantic());
     let store = controller.store();
-    let discovery_changes = service_monitor_changes(client.clone(), ctx.config.discovery_interval);
+    let discovery_changes =
+        service_monitor_changes(client.clone(), ctx.shared.config.discovery_interval);
     controller
         .reconcile_all_on(discovery_changes)
         .owns(scoped::<Deployment>(&client, ns), children.clone())
@@ -318,7 +266,7 @@ async fn run_controller(client: Client, namespace: Option<String>, ctx: Arc<Cont
             move |secret| proxies_using_secret(&store, &secret),
         )
         .graceful_shutdown_on(stop.wait())
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(llmproxy::reconcile, llmproxy::error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(object = %object, "reconciled"),
@@ -383,12 +331,4 @@ fn proxies_using_secret(
         })
         .map(|guard| ObjectRef::from_obj(guard.as_ref()))
         .collect()
-}
-
-/// Identity used when `POD_NAME` is not set: the host name, else a random id.
-pub fn default_identity() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("llm-proxy-operator-{:016x}", rand::random::<u64>()))
 }

@@ -10,8 +10,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use crate::controller::LeaderElection;
-use crate::error::Error;
+use crate::config::LeaderElection;
 
 /// One candidate for the Lease.
 pub struct LeaderLease {
@@ -38,7 +37,7 @@ impl LeaderLease {
 
     /// Acquires the Lease if free or expired, renews it if held. Returns whether this candidate
     /// holds it afterwards.
-    pub async fn try_acquire_or_renew(&self) -> Result<bool, Error> {
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let me = &self.config.identity;
         let Some(mut lease) = self.api.get_opt(&self.config.lease_name).await? else {
@@ -59,7 +58,7 @@ impl LeaderLease {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(true),
                 Err(e) if is_conflict(&e) => Ok(false),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
         };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
@@ -88,12 +87,12 @@ impl LeaderLease {
         {
             Ok(_) => Ok(true),
             Err(e) if is_conflict(&e) => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
     /// Gives the Lease up (on graceful shutdown) so a standby takes over without waiting.
-    pub async fn release(&self) -> Result<(), Error> {
+    pub async fn release(&self) -> Result<(), kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.config.lease_name).await? else {
             return Ok(());
         };
@@ -111,7 +110,7 @@ impl LeaderLease {
         {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 

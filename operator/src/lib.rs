@@ -1,27 +1,36 @@
-//! The `llm-proxy-operator` library: the `LlmProxy` CRD, the pure render pipeline
-//! (validate → build), and the controller that applies it to a cluster.
+//! The `llm-proxy-operator` library: the custom resources, the pure render pipeline and the
+//! controllers that apply it to a cluster.
 //!
-//! Reconcile pipeline (one module each): [`dereference`] → [`validate`] → [`render`] / [`build`] →
-//! [`apply`] → [`status`], wired by [`reconcile`] and run by [`controller`].
+//! Layers, bottom to top (a module imports only from the layers below it):
+//! - vocabulary: [`vocabulary`] (field manager, labels, annotations), [`kinds`] (the child-kind
+//!   table), [`config`] (the operator's runtime configuration), [`crd`] (the resources' types, CEL
+//!   and defaults);
+//! - kind-generic machinery: [`error`], [`metrics`], [`events`], [`memory`], [`context`],
+//!   [`apply`];
+//! - one module per kind, each a straight pipeline — dereference → validate → build → apply →
+//!   status: [`llmproxy`];
+//! - runtime wiring: [`leader`], [`controller`]; [`rbac`] lists what it needs.
+//!
+//! docs/operator.md, "Developing", has the recipe for adding a kind.
 
 pub mod apply;
-pub mod build;
+pub mod config;
+pub mod context;
 pub mod controller;
 pub mod crd;
-pub mod dereference;
 pub mod error;
+pub mod events;
+pub mod kinds;
 pub mod leader;
+pub mod llmproxy;
+pub mod memory;
 pub mod metrics;
 pub mod rbac;
-pub mod reconcile;
-pub mod render;
-pub mod sources;
-pub mod status;
-pub mod validate;
+pub mod vocabulary;
 
 pub use error::Error;
 pub use rbac::{RbacRule, required_rbac};
-pub use render::{
+pub use vocabulary::{
     APP_NAME, APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, FIELD_MANAGER, GENERATED_ANNOTATION,
-    LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, ReferencedData,
+    LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME,
 };

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use llm_proxy_operator::controller::{self, LeaderElection, OperatorConfig};
+use llm_proxy_operator::config::{self, LeaderElection, OperatorConfig};
+use llm_proxy_operator::controller;
 use llm_proxy_operator::crd::{self, LlmProxy};
-use llm_proxy_operator::render::{ReferencedData, render};
+use llm_proxy_operator::llmproxy::dereference::ReferencedData;
+use llm_proxy_operator::llmproxy::{render, to_multi_doc_yaml};
 
 #[derive(Parser)]
 #[command(
@@ -73,7 +75,7 @@ struct RunArgs {
     #[arg(long, env = "LEASE_RENEW_SECONDS", default_value_t = 5)]
     lease_renew_seconds: u64,
     /// Image of the development PostgreSQL.
-    #[arg(long, env = "POSTGRES_IMAGE", default_value = controller::DEFAULT_POSTGRES_IMAGE)]
+    #[arg(long, env = "POSTGRES_IMAGE", default_value = config::DEFAULT_POSTGRES_IMAGE)]
     postgres_image: String,
     /// Seconds between re-reconciles of a healthy LlmProxy (periodic drift check).
     #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
@@ -128,9 +130,8 @@ fn render_file(file: &PathBuf) -> ExitCode {
         &OperatorConfig::default(),
     )
     .map_err(|e| e.to_string())
-    .and_then(|objects| {
-        llm_proxy_operator::render::to_multi_doc_yaml(&objects).map_err(|e| e.to_string())
-    }) {
+    .and_then(|objects| to_multi_doc_yaml(&objects).map_err(|e| e.to_string()))
+    {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS
@@ -154,9 +155,7 @@ fn run(args: RunArgs) -> ExitCode {
             })
             .unwrap_or_else(|| "default".to_owned()),
         lease_name: args.lease_name,
-        identity: args
-            .lease_identity
-            .unwrap_or_else(controller::default_identity),
+        identity: args.lease_identity.unwrap_or_else(config::default_identity),
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
         renew_interval: Duration::from_secs(args.lease_renew_seconds),
     });
@@ -170,7 +169,7 @@ fn run(args: RunArgs) -> ExitCode {
         metrics_addr: Some(args.metrics_addr),
         postgres_image: args.postgres_image,
         resync_interval: Duration::from_secs(args.resync_seconds),
-        discovery_interval: controller::DEFAULT_DISCOVERY_INTERVAL,
+        discovery_interval: config::DEFAULT_DISCOVERY_INTERVAL,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,22 +16,31 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Label set of the per-kind series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The reconciled resource's kind (`LlmProxy`, …).
+    pub kind: &'static str,
+}
+
 /// Label set of the failure counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CategoryLabel {
+pub struct FailureLabels {
+    /// The reconciled resource's kind.
+    pub kind: &'static str,
     /// `Error::category`.
-    pub category: String,
+    pub category: &'static str,
 }
 
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
-    /// Reconciles started.
-    pub reconciles: Counter,
-    /// Reconcile failures by error category.
-    pub failures: Family<CategoryLabel, Counter>,
-    /// Reconcile duration in seconds.
-    pub duration: Histogram,
+    /// Reconciles started, by kind.
+    pub reconciles: Family<KindLabel, Counter>,
+    /// Reconcile failures by kind and error category.
+    pub failures: Family<FailureLabels, Counter>,
+    /// Reconcile duration in seconds, by kind.
+    pub duration: Family<KindLabel, Histogram>,
     /// 1 while this replica leads (or runs without leader election).
     pub leader: Gauge,
     ready: AtomicBool,
@@ -40,19 +49,25 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("llm_proxy_operator");
-        let reconciles = Counter::default();
-        let failures = Family::<CategoryLabel, Counter>::default();
-        let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let reconciles = Family::<KindLabel, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let duration = Family::<KindLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.01, 2.0, 12))) as fn() -> Histogram,
+        );
         let leader = Gauge::default();
-        registry.register("reconciles", "Reconciles started", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles started, by kind",
+            reconciles.clone(),
+        );
         registry.register(
             "reconcile_failures",
-            "Reconcile failures by error category",
+            "Reconcile failures by kind and error category",
             failures.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
-            "Reconcile duration",
+            "Reconcile duration, by kind",
             duration.clone(),
         );
         registry.register(
@@ -72,21 +87,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Starts timing one reconcile; the duration is observed when the guard drops.
-    pub fn start_reconcile(&self) -> ReconcileTimer<'_> {
-        self.reconciles.inc();
+    /// Starts timing one reconcile of `kind`; the duration is observed when the guard drops.
+    pub fn start_reconcile(&self, kind: &'static str) -> ReconcileTimer<'_> {
+        self.reconciles.get_or_create(&KindLabel { kind }).inc();
         ReconcileTimer {
             metrics: self,
+            kind,
             start: Instant::now(),
         }
     }
 
-    /// Counts a failure of `category`.
-    pub fn failed(&self, category: &str) {
+    /// Counts a failed reconcile of `kind` with `category`.
+    pub fn failed(&self, kind: &'static str, category: &'static str) {
         self.failures
-            .get_or_create(&CategoryLabel {
-                category: category.to_owned(),
-            })
+            .get_or_create(&FailureLabels { kind, category })
             .inc();
     }
 
@@ -111,6 +125,7 @@ impl Metrics {
 /// Observes a reconcile's duration on drop.
 pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
+    kind: &'static str,
     start: Instant,
 }
 
@@ -118,6 +133,7 @@ impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         self.metrics
             .duration
+            .get_or_create(&KindLabel { kind: self.kind })
             .observe(self.start.elapsed().as_secs_f64());
     }
 }

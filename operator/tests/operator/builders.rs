@@ -1,10 +1,12 @@
 use std::collections::BTreeMap;
 
-use llm_proxy_operator::apply::{CHILD_KINDS, is_subset};
-use llm_proxy_operator::build::secrets::generated_management_secret;
-use llm_proxy_operator::controller::OperatorConfig;
-use llm_proxy_operator::reconcile::{MAX_BACKOFF, backoff};
-use llm_proxy_operator::render::{self, ReferencedData, render};
+use llm_proxy_operator::apply::is_subset;
+use llm_proxy_operator::config::OperatorConfig;
+use llm_proxy_operator::kinds::CHILD_KINDS;
+use llm_proxy_operator::llmproxy::dereference::ReferencedData;
+use llm_proxy_operator::llmproxy::resources::{self, secrets::generated_management_secret};
+use llm_proxy_operator::llmproxy::{render, validate};
+use llm_proxy_operator::memory::{MAX_BACKOFF, backoff};
 use llm_proxy_operator::{CONFIG_HASH_ANNOTATION, Error, required_rbac};
 use serde_json::{Value, json};
 
@@ -367,9 +369,8 @@ fn probe_overrides_replace_the_defaults_and_bad_ones_are_rejected() {
 fn hash(spec: &str, referenced: &ReferencedData) -> String {
     let p = proxy(spec);
     let config = OperatorConfig::default();
-    render::context(&p, referenced, &config)
-        .expect("context")
-        .config_hash()
+    let validated = validate::validate(&p, referenced.clone(), &config).expect("valid");
+    resources::config_hash(&validated)
 }
 
 #[test]
@@ -378,9 +379,13 @@ fn config_hash_changes_iff_inputs_change() {
     let data = |token: &str| ReferencedData {
         secrets: BTreeMap::from([(
             "mt".to_owned(),
-            BTreeMap::from([("MANAGEMENT_TOKEN".to_owned(), token.as_bytes().to_vec())]),
+            Some(BTreeMap::from([(
+                "MANAGEMENT_TOKEN".to_owned(),
+                token.as_bytes().to_vec(),
+            )])),
         )]),
         service_monitor_crd_served: true,
+        management_secret_to_create: false,
     };
     let base = hash(spec, &data("one"));
     assert_eq!(base, hash(spec, &data("one")), "deterministic");
@@ -410,13 +415,36 @@ fn config_hash_changes_iff_inputs_change() {
 }
 
 #[test]
-fn generated_management_secret_holds_a_random_token() {
+fn generated_management_secret_holds_the_token_drawn_for_it() {
     let p = proxy("{}");
-    let referenced = ReferencedData::default();
     let config = OperatorConfig::default();
-    let ctx = render::context(&p, &referenced, &config).expect("context");
-    let first = generated_management_secret(&ctx);
-    let second = generated_management_secret(&ctx);
+    let drawn = |token: Vec<u8>| ReferencedData {
+        secrets: BTreeMap::from([(
+            "demo-management".to_owned(),
+            Some(BTreeMap::from([("MANAGEMENT_TOKEN".to_owned(), token)])),
+        )]),
+        management_secret_to_create: true,
+        ..ReferencedData::default()
+    };
+    let secret = |referenced: ReferencedData| {
+        let validated = validate::validate(&p, referenced, &config).expect("valid");
+        generated_management_secret(&validated)
+    };
+    let (one, two) = (
+        resources::secrets::new_management_token(),
+        resources::secrets::new_management_token(),
+    );
+    assert_eq!(one.len(), 44, "base64 of 32 bytes");
+    assert_ne!(one, two, "random");
+    let first = secret(drawn(one.clone())).expect("created when missing");
+    assert!(
+        secret(ReferencedData {
+            management_secret_to_create: false,
+            ..drawn(one.clone())
+        })
+        .is_none(),
+        "an existing Secret is never rewritten"
+    );
     assert_eq!(first.metadata.name.as_deref(), Some("demo-management"));
     let token = |s: &k8s_openapi::api::core::v1::Secret| {
         s.data
@@ -425,8 +453,11 @@ fn generated_management_secret_holds_a_random_token() {
             .map(|v| v.0.clone())
             .expect("token")
     };
-    assert_eq!(token(&first).len(), 44, "base64 of 32 bytes");
-    assert_ne!(token(&first), token(&second));
+    assert_eq!(
+        token(&first),
+        one,
+        "the drawn token, which the config hash covered"
+    );
     assert!(
         first
             .metadata
@@ -716,4 +747,47 @@ fn service_monitor_passes_relabelings_through() {
 #[test]
 fn redis_enabled_is_accepted_and_has_no_effect() {
     assert_eq!(objects("redis: {enabled: true}"), objects("{}"));
+}
+
+#[test]
+fn a_referenced_secret_that_is_missing_or_lacks_the_key_is_refused_by_validation() {
+    let p = proxy(
+        "{secrets: {databaseUrl: {existingSecret: {name: db}}, managementToken: {existingSecret: {name: mt}}}, env: {DB_DRIVER: postgres}}",
+    );
+    let config = OperatorConfig::default();
+    let token = Some(BTreeMap::from([(
+        "MANAGEMENT_TOKEN".to_owned(),
+        b"t".to_vec(),
+    )]));
+    let with_db = |db: Option<BTreeMap<String, Vec<u8>>>| ReferencedData {
+        secrets: BTreeMap::from([("mt".to_owned(), token.clone()), ("db".to_owned(), db)]),
+        ..ReferencedData::default()
+    };
+    let missing = validate::validate(&p, with_db(None), &config)
+        .err()
+        .expect("missing");
+    assert_eq!(
+        missing.to_string(),
+        "referenced Secret ns/db (spec.secrets.databaseUrl.existingSecret) does not exist"
+    );
+    let no_key = validate::validate(&p, with_db(Some(BTreeMap::new())), &config)
+        .err()
+        .expect("no key");
+    assert_eq!(
+        no_key.to_string(),
+        "referenced Secret ns/db has no key \"DATABASE_URL\" (spec.secrets.databaseUrl.existingSecret)"
+    );
+    let url = Some(BTreeMap::from([(
+        "DATABASE_URL".to_owned(),
+        b"postgres://h/db".to_vec(),
+    )]));
+    assert!(validate::validate(&p, with_db(url), &config).is_ok());
+    // A chart rule is reported before a missing Secret, as the chart would.
+    let both = proxy(
+        "{secrets: {databaseUrl: {existingSecret: {name: db}}}, env: {DB_DRIVER: postgres}, postgresql: {enabled: true, auth: {password: x}}}",
+    );
+    let error = validate::validate(&both, with_db(None), &config)
+        .err()
+        .expect("invalid");
+    assert_eq!(error.category(), "InvalidSpec");
 }

@@ -31,20 +31,20 @@ async fn health_readiness_and_metrics_endpoints() {
     assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
 
     {
-        let _timer = metrics.start_reconcile();
+        let _timer = metrics.start_reconcile("LlmProxy");
     }
-    metrics.failed("InvalidSpec");
+    metrics.failed("LlmProxy", "InvalidSpec");
     let body = get(addr, "/metrics").await;
     assert!(
-        body.contains("llm_proxy_operator_reconciles_total 1"),
+        body.contains("llm_proxy_operator_reconciles_total{kind=\"LlmProxy\"} 1"),
         "{body}"
     );
     assert!(
-        body.contains("llm_proxy_operator_reconcile_failures_total{category=\"InvalidSpec\"} 1"),
+        body.contains("llm_proxy_operator_reconcile_failures_total{kind=\"LlmProxy\",category=\"InvalidSpec\"} 1"),
         "{body}"
     );
     assert!(
-        body.contains("llm_proxy_operator_reconcile_duration_seconds_count 1"),
+        body.contains("llm_proxy_operator_reconcile_duration_seconds_count{kind=\"LlmProxy\"} 1"),
         "{body}"
     );
     server.abort();

@@ -1,6 +1,7 @@
-use llm_proxy_operator::controller::OperatorConfig;
-use llm_proxy_operator::render::{ReferencedData, render, to_multi_doc_yaml};
-use llm_proxy_operator::validate::validate;
+use llm_proxy_operator::config::OperatorConfig;
+use llm_proxy_operator::llmproxy::dereference::ReferencedData;
+use llm_proxy_operator::llmproxy::validate::chart_rules as validate;
+use llm_proxy_operator::llmproxy::{render, to_multi_doc_yaml};
 
 use crate::support::{cel_errors, samples};
 

@@ -2,7 +2,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use llm_proxy_operator::crd::{LlmProxy, LlmProxyStatus};
-use llm_proxy_operator::status::{Observed, Outcome, compute};
+use llm_proxy_operator::llmproxy::status::{self, Observed, Outcome};
 
 use crate::support::proxy;
 
@@ -54,8 +54,9 @@ fn with_status(mut p: LlmProxy, status: LlmProxyStatus) -> LlmProxy {
 
 #[test]
 fn missing_deployment_is_not_available_and_progressing() {
-    let status = compute(
+    let status = status::compute(
         &proxy("{}"),
+        None,
         Some("demo-management".into()),
         &observed(None),
         &Outcome::Applied,
@@ -74,8 +75,9 @@ fn missing_deployment_is_not_available_and_progressing() {
 
 #[test]
 fn rolled_out_deployment_is_ready_with_observed_generation_everywhere() {
-    let status = compute(
+    let status = status::compute(
         &proxy("{}"),
+        None,
         None,
         &observed(Some(deployment(2, 2, 2, true))),
         &Outcome::Applied,
@@ -96,8 +98,9 @@ fn rolled_out_deployment_is_ready_with_observed_generation_everywhere() {
 
 #[test]
 fn partial_rollout_is_available_but_not_ready() {
-    let status = compute(
+    let status = status::compute(
         &proxy("{}"),
+        None,
         None,
         &observed(Some(deployment(3, 1, 1, true))),
         &Outcome::Applied,
@@ -106,8 +109,9 @@ fn partial_rollout_is_available_but_not_ready() {
     assert_eq!(cond(&status, "Available").0, "True");
     assert_eq!(cond(&status, "Progressing"), ("True", "RollingOut"));
     assert_eq!(cond(&status, "Ready"), ("False", "RollingOut"));
-    let stale = compute(
+    let stale = status::compute(
         &proxy("{}"),
+        None,
         None,
         &observed(Some(deployment(1, 1, 1, false))),
         &Outcome::Applied,
@@ -123,9 +127,16 @@ fn partial_rollout_is_available_but_not_ready() {
 #[test]
 fn last_transition_time_moves_only_when_a_status_changes() {
     let d = || observed(Some(deployment(1, 1, 1, true)));
-    let first = compute(&proxy("{}"), None, &d(), &Outcome::Applied, at(100));
+    let first = status::compute(&proxy("{}"), None, None, &d(), &Outcome::Applied, at(100));
     let p = with_status(proxy("{}"), first.clone());
-    let again = compute(&p, None, &d(), &Outcome::Applied, at(200));
+    let again = status::compute(
+        &p,
+        p.status.as_ref(),
+        None,
+        &d(),
+        &Outcome::Applied,
+        at(200),
+    );
     assert_eq!(
         again, first,
         "an idle reconcile computes the identical status"
@@ -134,7 +145,7 @@ fn last_transition_time_moves_only_when_a_status_changes() {
         reason: "KubeApiError".into(),
         message: "boom".into(),
     };
-    let after_failure = compute(&p, None, &d(), &failed, at(300));
+    let after_failure = status::compute(&p, p.status.as_ref(), None, &d(), &failed, at(300));
     let time = |s: &LlmProxyStatus, t: &str| {
         s.conditions
             .iter()
@@ -149,8 +160,9 @@ fn last_transition_time_moves_only_when_a_status_changes() {
 
 #[test]
 fn suspend_is_reported_as_a_reason() {
-    let status = compute(
+    let status = status::compute(
         &proxy("suspend: true"),
+        None,
         None,
         &observed(Some(deployment(1, 1, 1, true))),
         &Outcome::Suspended,
@@ -167,8 +179,9 @@ fn unbound_data_volume_keeps_it_progressing() {
         data_pvc_phase: Some(Some("Pending".into())),
         service_monitor_crd_served: None,
     };
-    let status = compute(
+    let status = status::compute(
         &proxy("persistence: {enabled: true}"),
+        None,
         None,
         &o,
         &Outcome::Applied,
@@ -185,7 +198,7 @@ fn missing_service_monitor_crd_is_a_condition() {
         data_pvc_phase: None,
         service_monitor_crd_served: Some(false),
     };
-    let status = compute(&proxy("{}"), None, &o, &Outcome::Applied, at(1));
+    let status = status::compute(&proxy("{}"), None, None, &o, &Outcome::Applied, at(1));
     assert_eq!(cond(&status, "ServiceMonitor"), ("False", "CrdMissing"));
     assert_eq!(
         cond(&status, "Ready").0,

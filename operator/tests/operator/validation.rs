@@ -1,4 +1,5 @@
-use llm_proxy_operator::validate::{self, validate};
+use llm_proxy_operator::crd::messages as validate;
+use llm_proxy_operator::llmproxy::validate::chart_rules as validate_spec;
 
 use crate::support::{cel_errors, proxy, raw};
 
@@ -93,7 +94,7 @@ fn cases() -> Vec<(&'static str, String, Option<String>)> {
 #[test]
 fn validate_reports_each_chart_failure_verbatim() {
     for (spec, message, _) in cases() {
-        let error = validate(&proxy(spec).spec).expect_err(spec);
+        let error = validate_spec(&proxy(spec).spec).expect_err(spec);
         assert_eq!(error.0, message, "{spec}");
     }
 }
@@ -132,22 +133,23 @@ fn valid_specs_pass_both_checks() {
         "{secrets: {encryptionKey: {required: true, existingSecret: {name: enc}}}}",
         "{secrets: {create: true, data: {encryptionKey: k}, encryptionKey: {required: true}}}",
     ] {
-        assert_eq!(validate(&proxy(spec).spec), Ok(()), "{spec}");
+        assert_eq!(validate_spec(&proxy(spec).spec), Ok(()), "{spec}");
         assert_eq!(cel_errors(&raw(spec)), Vec::<String>::new(), "{spec}");
     }
 }
 
 #[test]
 fn autoscaling_counts_max_replicas_for_the_sqlite_guard() {
-    let error =
-        validate(&proxy("autoscaling: {enabled: true}").spec).expect_err("sqlite with HPA max 10");
+    let error = validate_spec(&proxy("autoscaling: {enabled: true}").spec)
+        .expect_err("sqlite with HPA max 10");
     assert!(error.0.contains("can scale to 10 replicas"), "{}", error.0);
 }
 
 #[test]
 fn error_categories_decide_between_waiting_and_backoff() {
     use llm_proxy_operator::Error;
-    let invalid = Error::from(validate(&proxy("replicaCount: 2").spec).expect_err("sqlite x2"));
+    let invalid =
+        Error::from(validate_spec(&proxy("replicaCount: 2").spec).expect_err("sqlite x2"));
     assert_eq!(invalid.category(), "InvalidSpec");
     assert!(invalid.is_spec_problem());
     let missing = Error::MissingSecret {
@@ -161,9 +163,13 @@ fn error_categories_decide_between_waiting_and_backoff() {
         missing.to_string(),
         "referenced Secret ns/db (spec.secrets.databaseUrl.existingSecret) does not exist"
     );
-    let api = Error::Kube(kube::Error::Api(Box::new(
-        kube::core::Status::failure("conflict", "Conflict").with_code(409),
-    )));
+    let api = Error::kube(
+        "apply Deployment/demo",
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("conflict", "Conflict").with_code(409),
+        )),
+    );
+    assert!(api.to_string().contains("(apply Deployment/demo)"), "{api}");
     assert_eq!(api.category(), "KubeApiError");
     assert!(!api.is_spec_problem());
 }

@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use llm_proxy_operator::controller::LeaderElection;
-use llm_proxy_operator::validate::POSTGRES_NEITHER;
+use llm_proxy_operator::config::LeaderElection;
+use llm_proxy_operator::crd::messages::POSTGRES_NEITHER;
 use llm_proxy_operator::{LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME};
 use serde_json::json;
 use support::{Harness, NAMESPACE, config_hash, controller_owner_uid, is_true, test_config};
@@ -438,7 +438,7 @@ async fn the_operator_waits_for_a_missing_crd_and_then_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_monitor_waits_for_its_crd() {
     let h = Harness::start().await;
-    let config = llm_proxy_operator::controller::OperatorConfig {
+    let config = llm_proxy_operator::config::OperatorConfig {
         resync_interval: Duration::from_secs(1),
         ..test_config()
     };
@@ -464,7 +464,7 @@ async fn a_service_monitor_waits_for_its_crd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_monitor_crd_installed_later_is_noticed_before_the_resync() {
     let h = Harness::start().await;
-    let config = llm_proxy_operator::controller::OperatorConfig {
+    let config = llm_proxy_operator::config::OperatorConfig {
         resync_interval: Duration::from_secs(3600),
         discovery_interval: Duration::from_millis(200),
         ..test_config()
@@ -499,7 +499,7 @@ async fn leadership_moves_to_the_standby_when_the_leader_stops() {
             .and_then(|lease| lease.spec)
             .and_then(|spec| spec.holder_identity)
     };
-    let first = h.start_operator(llm_proxy_operator::controller::OperatorConfig {
+    let first = h.start_operator(llm_proxy_operator::config::OperatorConfig {
         leader_election: Some(election("first")),
         ..test_config()
     });
@@ -507,7 +507,7 @@ async fn leadership_moves_to_the_standby_when_the_leader_stops() {
         holder(server).as_deref() == Some("first")
     })
     .await;
-    let second = h.start_operator(llm_proxy_operator::controller::OperatorConfig {
+    let second = h.start_operator(llm_proxy_operator::config::OperatorConfig {
         leader_election: Some(election("second")),
         ..test_config()
     });

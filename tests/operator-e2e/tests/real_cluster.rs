@@ -15,9 +15,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
-use llm_proxy_operator::controller::{self, OperatorConfig};
+use llm_proxy_operator::config::OperatorConfig;
+use llm_proxy_operator::controller;
 use llm_proxy_operator::crd::LlmProxy;
-use llm_proxy_operator::validate::POSTGRES_NEITHER;
+use llm_proxy_operator::crd::messages::POSTGRES_NEITHER;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 

@@ -10,7 +10,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
-use llm_proxy_operator::controller::{self, OperatorConfig};
+use llm_proxy_operator::config::OperatorConfig;
+use llm_proxy_operator::controller;
 use llm_proxy_operator::crd::LlmProxy;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -27,7 +28,7 @@ pub struct Harness {
 /// The operator running in-process; stopped through its shutdown future.
 pub struct RunningOperator {
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), llm_proxy_operator::Error>>,
+    task: tokio::task::JoinHandle<Result<(), llm_proxy_operator::error::StartError>>,
 }
 
 impl RunningOperator {
@@ -36,7 +37,7 @@ impl RunningOperator {
     }
 
     /// Triggers graceful shutdown and waits for `run` to return.
-    pub async fn stop(mut self) -> Result<(), llm_proxy_operator::Error> {
+    pub async fn stop(mut self) -> Result<(), llm_proxy_operator::error::StartError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -1,20 +1,18 @@
-//! The `LlmProxy` custom resource: spec (the chart's `values.yaml`, key for key, in camelCase),
-//! status, the CEL rules that mirror the chart's `fail` checks, and the generated CRD.
-//!
-//! Defaults live in serde (`#[serde(default)]`) and equal the chart's; [`crd`] strips them from the
-//! schema so the API server stores only what the user wrote (no perpetual ArgoCD diffs).
+//! The `LlmProxy` spec: the chart's `values.yaml`, key for key, in camelCase, with the chart's
+//! defaults (in serde) and the derived views the chart's helpers compute (`effective_env`, …).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     LocalObjectReference, PodSecurityContext, ResourceRequirements, SecurityContext, Toleration,
 };
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use super::status::LlmProxyStatus;
+use super::{cel, defaults, messages, schema};
 
 /// Desired state of one llm-proxy installation. Paste the chart's values under `spec:`.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -39,12 +37,12 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new(cel::DISPATCHER_SERVICE).message(Message::Expression(cel::DISPATCHER_SERVICE_MSG.into())),
     validation = Rule::new(cel::DISPATCHER_API_KEY).message(Message::Expression(cel::DISPATCHER_API_KEY_MSG.into())),
     validation = Rule::new(cel::REDIS_ADDR).message(Message::Expression(cel::REDIS_ADDR_MSG.into())),
-    validation = Rule::new(cel::POSTGRES_BOTH).message(crate::validate::POSTGRES_BOTH),
+    validation = Rule::new(cel::POSTGRES_BOTH).message(messages::POSTGRES_BOTH),
     validation = Rule::new(cel::POSTGRES_NEITHER).message(cel::POSTGRES_NEITHER_MSG),
-    validation = Rule::new(cel::POSTGRES_NO_PASSWORD).message(crate::validate::POSTGRES_NO_PASSWORD),
+    validation = Rule::new(cel::POSTGRES_NO_PASSWORD).message(messages::POSTGRES_NO_PASSWORD),
     validation = Rule::new(cel::POSTGRES_DRIVER).message(Message::Expression(cel::POSTGRES_DRIVER_MSG.into())),
     validation = Rule::new(cel::SQLITE_REPLICAS).message(Message::Expression(cel::SQLITE_REPLICAS_MSG.into())),
-    validation = Rule::new(cel::ENCRYPTION_KEY_REQUIRED).message(crate::validate::ENCRYPTION_KEY_REQUIRED),
+    validation = Rule::new(cel::ENCRYPTION_KEY_REQUIRED).message(messages::ENCRYPTION_KEY_REQUIRED),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LlmProxySpec {
@@ -83,11 +81,11 @@ pub struct LlmProxySpec {
     pub resources: ResourceRequirements,
     /// Liveness probe override (a core/v1 Probe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserve_unknown_object")]
+    #[schemars(schema_with = "schema::preserve_unknown_object")]
     pub liveness_probe: Option<serde_json::Value>,
     /// Readiness probe override (a core/v1 Probe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserve_unknown_object")]
+    #[schemars(schema_with = "schema::preserve_unknown_object")]
     pub readiness_probe: Option<serde_json::Value>,
     /// Node selector of the proxy pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -97,12 +95,12 @@ pub struct LlmProxySpec {
     pub tolerations: Vec<Toleration>,
     /// Affinity of the proxy pods (a core/v1 Affinity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserve_unknown_object")]
+    #[schemars(schema_with = "schema::preserve_unknown_object")]
     pub affinity: Option<serde_json::Value>,
     /// Providers file (the content of `api_providers.yaml`), mounted at `/app/config` when set; unset
     /// or empty means no config volume and the proxy's built-in OpenAI fallback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserve_unknown_object")]
+    #[schemars(schema_with = "schema::preserve_unknown_object")]
     pub providers: Option<serde_json::Value>,
     /// Environment of the proxy, merged over the chart's defaults (see `effective_env`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -571,7 +569,7 @@ pub struct DispatcherSpec {
     pub tolerations: Vec<Toleration>,
     /// Affinity (a core/v1 Affinity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserve_unknown_object")]
+    #[schemars(schema_with = "schema::preserve_unknown_object")]
     pub affinity: Option<serde_json::Value>,
 }
 
@@ -693,11 +691,11 @@ pub struct ServiceMonitorSpec {
     pub honor_labels: Option<bool>,
     /// Relabelings of the scrape endpoint (prometheus-operator `RelabelConfig`s, passed through).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "preserve_unknown_array")]
+    #[schemars(schema_with = "schema::preserve_unknown_array")]
     pub relabelings: Vec<serde_json::Value>,
     /// Metric relabelings of the scrape endpoint (passed through).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "preserve_unknown_array")]
+    #[schemars(schema_with = "schema::preserve_unknown_array")]
     pub metric_relabelings: Vec<serde_json::Value>,
 }
 
@@ -766,458 +764,6 @@ impl Default for PersistenceSpec {
             storage_class: String::new(),
             access_mode: defaults::access_mode(),
         }
-    }
-}
-
-/// Observed state, written by the operator only.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LlmProxyStatus {
-    /// Generation the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Ready, Available, Progressing and Degraded.
-    #[serde(default)]
-    #[schemars(schema_with = "conditions_schema")]
-    pub conditions: Vec<Condition>,
-    /// Desired proxy replicas (as reported by the Deployment).
-    #[serde(default)]
-    pub replicas: i32,
-    /// Ready proxy replicas.
-    #[serde(default)]
-    pub ready_replicas: i32,
-    /// In-cluster URL of the proxy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    /// Name of the Secret holding the management token (never its value).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub management_token_secret: Option<String>,
-}
-
-fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "nullable": true,
-        "x-kubernetes-preserve-unknown-fields": true
-    })
-}
-
-fn preserve_unknown_array(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "items": {
-            "type": "object",
-            "x-kubernetes-preserve-unknown-fields": true
-        }
-    })
-}
-
-fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-        "items": {
-            "type": "object",
-            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
-            "properties": {
-                "type": {"type": "string"},
-                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-                "observedGeneration": {"type": "integer", "format": "int64"},
-                "lastTransitionTime": {"type": "string", "format": "date-time"},
-                "reason": {"type": "string"},
-                "message": {"type": "string"}
-            }
-        }
-    })
-}
-
-/// The CRD as committed in `crds/`: kube's derived CRD with every schema `default:` removed.
-pub fn crd() -> CustomResourceDefinition {
-    let mut crd = LlmProxy::crd();
-    for version in &mut crd.spec.versions {
-        if let Some(schema) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        {
-            strip_defaults(schema);
-        }
-    }
-    crd
-}
-
-fn strip_defaults(
-    schema: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps,
-) {
-    schema.default = None;
-    if let Some(props) = schema.properties.as_mut() {
-        props.values_mut().for_each(strip_defaults);
-    }
-    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray::Schema(
-        items,
-    )) = schema.items.as_mut()
-    {
-        strip_defaults(items);
-    }
-    if let Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(
-        extra,
-    )) = schema.additional_properties.as_mut()
-    {
-        strip_defaults(extra);
-    }
-    for list in [
-        schema.all_of.as_mut(),
-        schema.any_of.as_mut(),
-        schema.one_of.as_mut(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        list.iter_mut().for_each(strip_defaults);
-    }
-}
-
-/// The CRD rendered as YAML (the `crd` command's output).
-pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
-    serde_saphyr::to_string(&crd())
-}
-
-/// CEL rules of the chart's `fail` checks, evaluated on `spec` (absent fields take the chart defaults).
-/// "Autoscaling without targets" is checked by the reconciler only: the CPU target defaults to 80,
-/// so only an explicit `null` removes it, and comparing an integer field with `null` does not
-/// type-check reliably across CEL implementations.
-mod cel {
-    // Reusable sub-expressions (string concatenation keeps each rule readable).
-    macro_rules! driver {
-        () => {
-            "(has(self.env) && 'DB_DRIVER' in self.env ? self.env['DB_DRIVER'] : 'sqlite')"
-        };
-    }
-    macro_rules! bus {
-        () => {
-            "(has(self.env) && 'LLM_PROXY_EVENT_BUS' in self.env ? self.env['LLM_PROXY_EVENT_BUS'] : 'in-memory')"
-        };
-    }
-    macro_rules! durable_bus {
-        () => {
-            concat!(
-                "(",
-                bus!(),
-                " == 'redis' || ",
-                bus!(),
-                " == 'redis-streams')"
-            )
-        };
-    }
-    macro_rules! redis_addr {
-        () => {
-            "(has(self.redis) && has(self.redis.external) && has(self.redis.external.addr) ? self.redis.external.addr : '')"
-        };
-    }
-    macro_rules! pg_enabled {
-        () => {
-            "(has(self.postgresql) && has(self.postgresql.enabled) && self.postgresql.enabled)"
-        };
-    }
-    macro_rules! pg_external {
-        () => {
-            "(has(self.secrets) && ((has(self.secrets.create) && self.secrets.create && has(self.secrets.data) && has(self.secrets.data.databaseUrl) && self.secrets.data.databaseUrl != '') || (has(self.secrets.databaseUrl) && has(self.secrets.databaseUrl.existingSecret) && has(self.secrets.databaseUrl.existingSecret.name) && self.secrets.databaseUrl.existingSecret.name != '')))"
-        };
-    }
-    macro_rules! pg_password {
-        () => {
-            "(has(self.postgresql.auth) && ((has(self.postgresql.auth.password) && self.postgresql.auth.password != '') || (has(self.postgresql.auth.existingSecret) && self.postgresql.auth.existingSecret != '')))"
-        };
-    }
-    macro_rules! dispatcher_enabled {
-        () => {
-            "(has(self.dispatcher) && has(self.dispatcher.enabled) && self.dispatcher.enabled)"
-        };
-    }
-    macro_rules! dispatcher_service {
-        () => {
-            "(has(self.dispatcher.service) ? self.dispatcher.service : 'file')"
-        };
-    }
-    macro_rules! autoscaling_enabled {
-        () => {
-            "(has(self.autoscaling) && has(self.autoscaling.enabled) && self.autoscaling.enabled)"
-        };
-    }
-    macro_rules! max_replicas {
-        () => {
-            concat!(
-                "(",
-                autoscaling_enabled!(),
-                " ? (has(self.autoscaling.maxReplicas) ? self.autoscaling.maxReplicas : 10) : (has(self.replicaCount) ? self.replicaCount : 1))"
-            )
-        };
-    }
-
-    pub const DISPATCHER_BUS: &str = concat!("!", dispatcher_enabled!(), " || ", durable_bus!());
-    pub const DISPATCHER_BUS_MSG: &str = concat!(
-        "\"Configuration error: Dispatcher requires LLM_PROXY_EVENT_BUS to be 'redis' or 'redis-streams', but it is set to '\" + ",
-        bus!(),
-        " + \"'. Set LLM_PROXY_EVENT_BUS to a supported durable event bus type and configure redis.external.addr.\""
-    );
-    pub const DISPATCHER_ADDR: &str = concat!(
-        "!",
-        dispatcher_enabled!(),
-        " || !",
-        durable_bus!(),
-        " || ",
-        redis_addr!(),
-        " != ''"
-    );
-    pub const DISPATCHER_ADDR_MSG: &str = concat!(
-        "\"Configuration error: Dispatcher is enabled with LLM_PROXY_EVENT_BUS='\" + ",
-        bus!(),
-        " + \"' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address.\""
-    );
-    pub const DISPATCHER_SERVICE: &str = concat!(
-        "!",
-        dispatcher_enabled!(),
-        " || ",
-        dispatcher_service!(),
-        " in ['file', 'lunary', 'helicone']"
-    );
-    pub const DISPATCHER_SERVICE_MSG: &str = concat!(
-        "\"Configuration error: dispatcher.service is set to '\" + ",
-        dispatcher_service!(),
-        " + \"'. Please set it to 'file', 'lunary' or 'helicone'.\""
-    );
-    pub const DISPATCHER_API_KEY: &str = concat!(
-        "!",
-        dispatcher_enabled!(),
-        " || ",
-        dispatcher_service!(),
-        " == 'file' || (has(self.dispatcher.apiKey) && ((has(self.dispatcher.apiKey.existingSecret) && has(self.dispatcher.apiKey.existingSecret.name) && self.dispatcher.apiKey.existingSecret.name != '') || (has(self.dispatcher.apiKey.value) && self.dispatcher.apiKey.value != '')))"
-    );
-    pub const DISPATCHER_API_KEY_MSG: &str = concat!(
-        "\"Configuration error: Dispatcher service '\" + ",
-        dispatcher_service!(),
-        " + \"' requires an API key via existingSecret. Please set dispatcher.apiKey.existingSecret.name\""
-    );
-    pub const REDIS_ADDR: &str = concat!("!", durable_bus!(), " || ", redis_addr!(), " != ''");
-    pub const REDIS_ADDR_MSG: &str = concat!(
-        "\"Configuration error: LLM_PROXY_EVENT_BUS is set to '\" + ",
-        bus!(),
-        " + \"' but redis.external.addr is empty. Please set redis.external.addr to your Redis server address (e.g., 'redis.example.com:6379') or change LLM_PROXY_EVENT_BUS to 'in-memory' for single-instance deployments.\""
-    );
-    pub const POSTGRES_BOTH: &str = concat!(
-        "!(",
-        driver!(),
-        " == 'postgres' && ",
-        pg_enabled!(),
-        " && ",
-        pg_external!(),
-        ")"
-    );
-    pub const POSTGRES_NEITHER: &str = concat!(
-        "!(",
-        driver!(),
-        " == 'postgres' && !",
-        pg_enabled!(),
-        " && !",
-        pg_external!(),
-        ")"
-    );
-    /// The chart's message has line breaks, which CRD messages may not contain.
-    pub const POSTGRES_NEITHER_MSG: &str = "Configuration error: DB_DRIVER is set to 'postgres' but no database configuration found. Please either: 1. Enable in-cluster PostgreSQL with postgresql.enabled=true (development/testing only) 2. Configure external PostgreSQL with secrets.databaseUrl.existingSecret.name (recommended for production) 3. Change DB_DRIVER to 'sqlite' for single-instance deployments";
-    pub const POSTGRES_NO_PASSWORD: &str = concat!(
-        "!(",
-        driver!(),
-        " == 'postgres' && ",
-        pg_enabled!(),
-        " && !",
-        pg_external!(),
-        " && !",
-        pg_password!(),
-        ")"
-    );
-    pub const POSTGRES_DRIVER: &str =
-        concat!("!", pg_enabled!(), " || ", driver!(), " == 'postgres'");
-    pub const POSTGRES_DRIVER_MSG: &str = concat!(
-        "\"Configuration error: postgresql.enabled=true but DB_DRIVER is set to '\" + ",
-        driver!(),
-        " + \"'. When using in-cluster PostgreSQL, DB_DRIVER must be set to 'postgres'.\""
-    );
-    pub const ENCRYPTION_KEY_REQUIRED: &str = "!(has(self.secrets) && has(self.secrets.encryptionKey) && has(self.secrets.encryptionKey.required) && self.secrets.encryptionKey.required) || (has(self.secrets.create) && self.secrets.create && has(self.secrets.data) && has(self.secrets.data.encryptionKey) && self.secrets.data.encryptionKey != '') || (has(self.secrets.encryptionKey.existingSecret) && has(self.secrets.encryptionKey.existingSecret.name) && self.secrets.encryptionKey.existingSecret.name != '')";
-    pub const SQLITE_REPLICAS: &str = concat!(
-        "!(",
-        driver!(),
-        " == 'sqlite' && ",
-        max_replicas!(),
-        " > 1)"
-    );
-    pub const SQLITE_REPLICAS_MSG: &str = concat!(
-        "\"Configuration error: DB_DRIVER is 'sqlite' but the deployment can scale to \" + string(",
-        max_replicas!(),
-        ") + \" replicas. SQLite is not supported for multi-pod deployments. Set env.DB_DRIVER to 'mysql' or 'postgres' and configure secrets.databaseUrl / mysql.enabled / postgresql.enabled.\""
-    );
-}
-
-/// Chart defaults (`values.yaml`), used by serde.
-mod defaults {
-    use std::collections::BTreeMap;
-
-    use k8s_openapi::api::core::v1::{
-        Capabilities, PodSecurityContext, ResourceRequirements, SecurityContext,
-    };
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-
-    use super::{IngressHost, IngressPath, VolumeSpec};
-
-    pub fn one() -> i32 {
-        1
-    }
-    pub fn yes() -> bool {
-        true
-    }
-    pub fn max_replicas() -> i32 {
-        10
-    }
-    pub fn cpu_target() -> Option<i32> {
-        Some(80)
-    }
-    pub fn image_repository() -> String {
-        "llm-proxy".into()
-    }
-    pub fn pull_policy() -> String {
-        "IfNotPresent".into()
-    }
-    pub fn service_type() -> String {
-        "ClusterIP".into()
-    }
-    pub fn port() -> i32 {
-        i32::from(llm_proxy_env::PROXY_PORT)
-    }
-    pub fn ingress_hosts() -> Vec<IngressHost> {
-        vec![IngressHost {
-            host: "chart-example.local".into(),
-            paths: vec![IngressPath {
-                path: "/".into(),
-                path_type: "Prefix".into(),
-            }],
-        }]
-    }
-    pub fn pod_security_context() -> PodSecurityContext {
-        PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(1000),
-            run_as_group: Some(1000),
-            fs_group: Some(1000),
-            ..PodSecurityContext::default()
-        }
-    }
-    pub fn security_context() -> SecurityContext {
-        SecurityContext {
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            ..SecurityContext::default()
-        }
-    }
-    fn resources(
-        limit_cpu: &str,
-        limit_mem: &str,
-        req_cpu: &str,
-        req_mem: &str,
-    ) -> ResourceRequirements {
-        let pair = |cpu: &str, mem: &str| {
-            BTreeMap::from([
-                ("cpu".to_owned(), Quantity(cpu.into())),
-                ("memory".to_owned(), Quantity(mem.into())),
-            ])
-        };
-        ResourceRequirements {
-            limits: Some(pair(limit_cpu, limit_mem)),
-            requests: Some(pair(req_cpu, req_mem)),
-            ..ResourceRequirements::default()
-        }
-    }
-    pub fn proxy_resources() -> ResourceRequirements {
-        resources("1000m", "512Mi", "100m", "128Mi")
-    }
-    pub fn postgres_resources() -> ResourceRequirements {
-        resources("500m", "256Mi", "100m", "128Mi")
-    }
-    pub fn dispatcher_resources() -> ResourceRequirements {
-        resources("500m", "256Mi", "100m", "128Mi")
-    }
-    pub fn llmproxy() -> String {
-        "llmproxy".into()
-    }
-    pub fn admin_password_key() -> String {
-        "postgres-password".into()
-    }
-    pub fn user_password_key() -> String {
-        "password".into()
-    }
-    pub fn ssl_mode() -> String {
-        // The official postgres image serves no TLS: `require` could never connect.
-        "disable".into()
-    }
-    pub fn postgres_persistence() -> VolumeSpec {
-        VolumeSpec {
-            enabled: true,
-            size: Quantity("8Gi".into()),
-            storage_class: String::new(),
-        }
-    }
-    pub fn dispatcher_persistence() -> VolumeSpec {
-        VolumeSpec {
-            enabled: true,
-            size: Quantity("10Gi".into()),
-            storage_class: String::new(),
-        }
-    }
-    pub fn dispatcher_service() -> String {
-        "file".into()
-    }
-    pub fn buffer_size() -> i32 {
-        1000
-    }
-    pub fn batch_size() -> i32 {
-        100
-    }
-    pub fn metrics_path() -> String {
-        llm_proxy_env::PROMETHEUS_PATH.into()
-    }
-    pub fn port_name() -> String {
-        "http".into()
-    }
-    pub fn metrics_annotations() -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("prometheus.io/scrape".to_owned(), "true".to_owned()),
-            (
-                "prometheus.io/path".to_owned(),
-                llm_proxy_env::PROMETHEUS_PATH.to_owned(),
-            ),
-            (
-                "prometheus.io/port".to_owned(),
-                llm_proxy_env::PROXY_PORT.to_string(),
-            ),
-        ])
-    }
-    pub fn interval() -> String {
-        "30s".into()
-    }
-    pub fn scrape_timeout() -> String {
-        "10s".into()
-    }
-    pub fn dashboard_labels() -> BTreeMap<String, String> {
-        BTreeMap::from([("grafana_dashboard".to_owned(), "1".to_owned())])
-    }
-    pub fn data_size() -> Quantity {
-        Quantity("1Gi".into())
-    }
-    pub fn access_mode() -> String {
-        "ReadWriteOnce".into()
     }
 }
 

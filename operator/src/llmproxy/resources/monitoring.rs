@@ -6,24 +6,17 @@ use serde_json::json;
 
 use super::pod::non_empty;
 use super::{COMPONENT_DASHBOARD, COMPONENT_PROXY};
-use crate::render::RenderContext;
+use crate::kinds::SERVICE_MONITOR;
+use crate::llmproxy::validate::ValidatedProxy;
 
-/// Group of the ServiceMonitor CRD.
-pub const SERVICE_MONITOR_GROUP: &str = "monitoring.coreos.com";
-/// Version of the ServiceMonitor CRD.
-pub const SERVICE_MONITOR_VERSION: &str = "v1";
-/// Kind of the ServiceMonitor CRD.
-pub const SERVICE_MONITOR_KIND: &str = "ServiceMonitor";
-/// Plural of the ServiceMonitor CRD.
-pub const SERVICE_MONITOR_PLURAL: &str = "servicemonitors";
 /// Key of the dashboard JSON in the ConfigMap (the chart's).
 pub const DASHBOARD_KEY: &str = "llm-proxy.json";
 /// The dashboard over the proxy's Prometheus metrics.
-pub const DASHBOARD_JSON: &str = include_str!("../../assets/llm-proxy-dashboard.json");
+pub const DASHBOARD_JSON: &str = include_str!("../../../assets/llm-proxy-dashboard.json");
 
 /// The ServiceMonitor scraping the proxy Service (a plain JSON object: no typed API in k8s-openapi).
-pub fn service_monitor(ctx: &RenderContext<'_>) -> serde_json::Value {
-    let metrics = &ctx.proxy.spec.metrics;
+pub fn service_monitor(ctx: &ValidatedProxy<'_>) -> serde_json::Value {
+    let metrics = &ctx.spec.metrics;
     let monitor = &metrics.service_monitor;
     let mut metadata = ctx.metadata(ctx.name.clone(), COMPONENT_PROXY);
     let mut labels = monitor.labels.clone();
@@ -50,8 +43,8 @@ pub fn service_monitor(ctx: &RenderContext<'_>) -> serde_json::Value {
         }
     }
     json!({
-        "apiVersion": format!("{SERVICE_MONITOR_GROUP}/{SERVICE_MONITOR_VERSION}"),
-        "kind": SERVICE_MONITOR_KIND,
+        "apiVersion": SERVICE_MONITOR.api_version(),
+        "kind": SERVICE_MONITOR.kind,
         "metadata": metadata,
         "spec": {
             "selector": {"matchLabels": ctx.selector_labels(COMPONENT_PROXY)},
@@ -61,8 +54,8 @@ pub fn service_monitor(ctx: &RenderContext<'_>) -> serde_json::Value {
 }
 
 /// The dashboard ConfigMap the Grafana sidecar picks up by label.
-pub fn dashboard(ctx: &RenderContext<'_>) -> ConfigMap {
-    let spec = &ctx.proxy.spec.metrics.grafana_dashboard;
+pub fn dashboard(ctx: &ValidatedProxy<'_>) -> ConfigMap {
+    let spec = &ctx.spec.metrics.grafana_dashboard;
     let mut metadata = ctx.metadata(ctx.child_name(COMPONENT_DASHBOARD), COMPONENT_DASHBOARD);
     let mut labels = spec.labels.clone();
     labels.extend(ctx.labels(COMPONENT_DASHBOARD));

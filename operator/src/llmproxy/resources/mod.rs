@@ -1,5 +1,6 @@
-//! Pure builders: one function per child kind, each from the [`RenderContext`] to a typed object.
-//! [`all`] decides which children exist for a spec and serializes them for server-side apply.
+//! Step 3 of an `LlmProxy` reconcile: pure builders, one function per child, each from the
+//! [`ValidatedProxy`] to a typed object. [`all`] decides which children exist for a spec and
+//! serializes them for server-side apply; [`config_hash`] is the pod templates' roll trigger.
 
 pub mod autoscaling;
 pub mod dispatcher;
@@ -13,9 +14,12 @@ pub mod secrets;
 pub mod storage;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::render::RenderContext;
+use crate::kinds::display_name;
+use crate::llmproxy::validate::ValidatedProxy;
+use crate::vocabulary::hex;
 
 /// Component label of the proxy Deployment, Service, HPA, Ingress, ServiceMonitor and data PVC.
 pub const COMPONENT_PROXY: &str = "proxy";
@@ -31,13 +35,49 @@ pub const COMPONENT_MANAGEMENT_TOKEN: &str = "management-token";
 pub const COMPONENT_DASHBOARD: &str = "dashboard";
 
 fn push(children: &mut Vec<serde_json::Value>, object: impl Serialize) -> Result<(), Error> {
-    children.push(serde_json::to_value(object)?);
+    let value = serde_json::to_value(object).map_err(|e| Error::serialization("a child", e))?;
+    children.push(value);
     Ok(())
 }
 
+/// sha256 over the rendered configuration and every referenced Secret's data.
+pub fn config_hash(ctx: &ValidatedProxy<'_>) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    for (key, value) in ctx.spec.effective_env() {
+        field(key.as_bytes());
+        field(value.as_bytes());
+    }
+    if let Some(providers) = providers::configured(ctx.spec) {
+        field(providers.to_string().as_bytes());
+    }
+    for (key, value) in secrets::config_secret_data(ctx) {
+        field(key.as_bytes());
+        field(&value);
+    }
+    for source in ctx.sources.referenced() {
+        field(source.name.as_bytes());
+        field(source.key.as_bytes());
+        field(
+            ctx.referenced
+                .value(&source.name, &source.key)
+                .unwrap_or_default(),
+        );
+    }
+    hex(&hasher.finalize())
+}
+
+/// `Kind/name` of every child in `children`.
+pub fn names(children: &[serde_json::Value]) -> impl Iterator<Item = String> + '_ {
+    children.iter().map(display_name)
+}
+
 /// Every child wanted for the spec, Secrets, ConfigMaps and PVCs before the workloads that use them.
-pub fn all(ctx: &RenderContext<'_>) -> Result<Vec<serde_json::Value>, Error> {
-    let spec = &ctx.proxy.spec;
+pub fn all(ctx: &ValidatedProxy<'_>) -> Result<Vec<serde_json::Value>, Error> {
+    let spec = &ctx.spec;
     let mut children = Vec::new();
     if let Some(secret) = secrets::config_secret(ctx) {
         push(&mut children, secret)?;
@@ -52,13 +92,13 @@ pub fn all(ctx: &RenderContext<'_>) -> Result<Vec<serde_json::Value>, Error> {
         push(&mut children, postgres::service(ctx))?;
         push(&mut children, postgres::stateful_set(ctx))?;
     }
-    push(&mut children, proxy::deployment(ctx)?)?;
+    push(&mut children, proxy::deployment(ctx))?;
     push(&mut children, network::service(ctx))?;
     if spec.dispatcher.enabled {
         if dispatcher::uses_pvc(spec) {
             push(&mut children, storage::dispatcher_pvc(ctx))?;
         }
-        push(&mut children, dispatcher::deployment(ctx)?)?;
+        push(&mut children, dispatcher::deployment(ctx))?;
     }
     if spec.autoscaling.enabled {
         push(&mut children, autoscaling::hpa(ctx))?;

@@ -3,8 +3,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, PersistentVolumeClaimVolumeSource, PodSpec,
-    PodTemplateSpec, Volume,
+    Container, ContainerPort, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use llm_proxy_env as env;
@@ -13,8 +12,8 @@ use super::COMPONENT_DISPATCHER;
 use super::pod::{self, from_secret, literal, non_empty};
 use super::proxy::redis_env;
 use crate::crd::LlmProxySpec;
-use crate::error::Error;
-use crate::render::{CONFIG_HASH_ANNOTATION, RenderContext};
+use crate::llmproxy::validate::ValidatedProxy;
+use crate::vocabulary::CONFIG_HASH_ANNOTATION;
 
 /// Name of the dispatcher's health port.
 pub const HEALTH_PORT_NAME: &str = "health";
@@ -39,14 +38,10 @@ pub fn endpoint(spec: &LlmProxySpec) -> String {
 }
 
 /// The dispatcher Deployment.
-pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
-    let spec = &ctx.proxy.spec;
+pub fn deployment(ctx: &ValidatedProxy<'_>) -> Deployment {
+    let spec = &ctx.spec;
     let dispatcher = &spec.dispatcher;
-    let affinity: Option<Affinity> = pod::parse_override(
-        dispatcher.affinity.as_ref(),
-        "dispatcher.affinity",
-        "Affinity",
-    )?;
+    let affinity = ctx.dispatcher_affinity.clone();
 
     let mut env_vars = vec![
         literal(
@@ -115,7 +110,7 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
         ..Container::default()
     };
 
-    Ok(Deployment {
+    Deployment {
         metadata: ctx.metadata(ctx.child_name(COMPONENT_DISPATCHER), COMPONENT_DISPATCHER),
         spec: Some(DeploymentSpec {
             replicas: Some(dispatcher.replica_count),
@@ -127,7 +122,7 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
                 metadata: Some(ObjectMeta {
                     labels: Some(ctx.labels(COMPONENT_DISPATCHER)),
                     annotations: Some(
-                        [(CONFIG_HASH_ANNOTATION.to_owned(), ctx.config_hash())]
+                        [(CONFIG_HASH_ANNOTATION.to_owned(), super::config_hash(ctx))]
                             .into_iter()
                             .collect(),
                     ),
@@ -154,5 +149,5 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
             ..DeploymentSpec::default()
         }),
         status: None,
-    })
+    }
 }

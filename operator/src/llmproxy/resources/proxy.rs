@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec,
-    PodTemplateSpec, Probe, Volume,
+    Container, ContainerPort, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use llm_proxy_env as env;
 
 use super::pod::{self, from_secret, literal, non_empty};
 use super::{COMPONENT_POSTGRESQL, COMPONENT_PROXY};
-use crate::error::Error;
-use crate::render::{CONFIG_HASH_ANNOTATION, RenderContext};
+use crate::llmproxy::validate::ValidatedProxy;
+use crate::vocabulary::CONFIG_HASH_ANNOTATION;
 
 /// Name of the proxy container (the chart's name).
 pub const CONTAINER_NAME: &str = "llm-proxy";
@@ -23,8 +23,8 @@ pub const PORT_NAME: &str = "http";
 pub const POSTGRES_PORT: i32 = 5432;
 
 /// The proxy's environment, in the chart's order.
-pub fn env_vars(ctx: &RenderContext<'_>) -> Vec<EnvVar> {
-    let spec = &ctx.proxy.spec;
+pub fn env_vars(ctx: &ValidatedProxy<'_>) -> Vec<EnvVar> {
+    let spec = &ctx.spec;
     let sources = &ctx.sources;
     // 1. the env map, sorted (BTreeMap order), as literals
     let mut vars: Vec<EnvVar> = spec
@@ -64,8 +64,8 @@ pub fn env_vars(ctx: &RenderContext<'_>) -> Vec<EnvVar> {
 }
 
 /// `REDIS_ADDR`, `REDIS_DB` and `REDIS_PASSWORD` when an external Redis is configured.
-pub fn redis_env(ctx: &RenderContext<'_>) -> Vec<EnvVar> {
-    let redis = &ctx.proxy.spec.redis.external;
+pub fn redis_env(ctx: &ValidatedProxy<'_>) -> Vec<EnvVar> {
+    let redis = &ctx.spec.redis.external;
     if redis.addr.is_empty() {
         return Vec::new();
     }
@@ -80,20 +80,14 @@ pub fn redis_env(ctx: &RenderContext<'_>) -> Vec<EnvVar> {
 }
 
 /// The proxy Deployment. `replicas` is left out under autoscaling so the HPA owns it.
-pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
-    let spec = &ctx.proxy.spec;
-    let liveness: Option<Probe> =
-        pod::parse_override(spec.liveness_probe.as_ref(), "livenessProbe", "Probe")?;
-    let readiness: Option<Probe> =
-        pod::parse_override(spec.readiness_probe.as_ref(), "readinessProbe", "Probe")?;
-    let affinity: Option<Affinity> =
-        pod::parse_override(spec.affinity.as_ref(), "affinity", "Affinity")?;
+pub fn deployment(ctx: &ValidatedProxy<'_>) -> Deployment {
+    let spec = &ctx.spec;
 
     let data_volume = if spec.persistence.enabled {
         Volume {
             name: "data".into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: super::storage::data_pvc_name(ctx),
+                claim_name: super::storage::data_pvc_name(&ctx.name),
                 read_only: None,
             }),
             ..Volume::default()
@@ -123,7 +117,7 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
     let mut pod_labels = spec.pod_labels.clone();
     pod_labels.extend(ctx.labels(COMPONENT_PROXY));
     let mut pod_annotations = spec.pod_annotations.clone();
-    pod_annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), ctx.config_hash());
+    pod_annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), super::config_hash(ctx));
 
     let container = Container {
         name: CONTAINER_NAME.into(),
@@ -138,10 +132,14 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
         }]),
         env: Some(env_vars(ctx)),
         liveness_probe: Some(
-            liveness.unwrap_or_else(|| pod::http_probe(env::LIVE_PATH, PORT_NAME, 10, 30)),
+            ctx.liveness_probe
+                .clone()
+                .unwrap_or_else(|| pod::http_probe(env::LIVE_PATH, PORT_NAME, 10, 30)),
         ),
         readiness_probe: Some(
-            readiness.unwrap_or_else(|| pod::http_probe(env::READY_PATH, PORT_NAME, 5, 10)),
+            ctx.readiness_probe
+                .clone()
+                .unwrap_or_else(|| pod::http_probe(env::READY_PATH, PORT_NAME, 5, 10)),
         ),
         resources: Some(spec.resources.clone()),
         security_context: Some(spec.security_context.clone()),
@@ -149,7 +147,7 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
         ..Container::default()
     };
 
-    Ok(Deployment {
+    Deployment {
         metadata: ctx.metadata(ctx.name.clone(), COMPONENT_PROXY),
         spec: Some(DeploymentSpec {
             replicas: (!spec.autoscaling.enabled).then_some(spec.replica_count),
@@ -172,7 +170,7 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
                     containers: vec![container],
                     volumes: Some(volumes),
                     node_selector: non_empty(spec.node_selector.clone()),
-                    affinity,
+                    affinity: ctx.affinity.clone(),
                     tolerations: non_empty(spec.tolerations.clone()),
                     ..PodSpec::default()
                 }),
@@ -180,12 +178,12 @@ pub fn deployment(ctx: &RenderContext<'_>) -> Result<Deployment, Error> {
             ..DeploymentSpec::default()
         }),
         status: None,
-    })
+    }
 }
 
 /// Annotations of the Service: its own plus the metrics ones when metrics are on.
-pub fn service_annotations(ctx: &RenderContext<'_>) -> BTreeMap<String, String> {
-    let spec = &ctx.proxy.spec;
+pub fn service_annotations(ctx: &ValidatedProxy<'_>) -> BTreeMap<String, String> {
+    let spec = &ctx.spec;
     let mut annotations = spec.service.annotations.clone();
     if spec.metrics.enabled {
         annotations.extend(spec.metrics.annotations.clone());

@@ -4,11 +4,9 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, HTTPGetAction, Probe, SecretKeySelector, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde::de::DeserializeOwned;
 
 use crate::crd::Image;
-use crate::error::Error;
-use crate::sources::SecretSource;
+use crate::llmproxy::sources::SecretSource;
 
 /// Tag used when `image.tag` is empty (the chart's appVersion).
 pub const DEFAULT_IMAGE_TAG: &str = "latest";
@@ -62,23 +60,6 @@ pub fn http_probe(path: &str, port: &str, initial_delay: i32, period: i32) -> Pr
         failure_threshold: Some(3),
         ..Probe::default()
     }
-}
-
-/// Parses a free-form spec field (kept schemaless in the CRD to keep it small) as a Kubernetes type.
-pub fn parse_override<T: DeserializeOwned>(
-    value: Option<&serde_json::Value>,
-    field: &'static str,
-    kind: &'static str,
-) -> Result<Option<T>, Error> {
-    value
-        .filter(|v| !v.is_null())
-        .map(|v| serde_json::from_value(v.clone()))
-        .transpose()
-        .map_err(|e| Error::InvalidOverride {
-            field,
-            kind,
-            reason: e.to_string(),
-        })
 }
 
 /// An emptyDir volume and its mount.

@@ -10,11 +10,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::COMPONENT_PROXY;
 use super::pod::non_empty;
 use super::proxy::{PORT_NAME, service_annotations};
-use crate::render::RenderContext;
+use crate::llmproxy::validate::ValidatedProxy;
 
 /// The proxy Service: `service.port` → container port `http`.
-pub fn service(ctx: &RenderContext<'_>) -> Service {
-    let spec = &ctx.proxy.spec;
+pub fn service(ctx: &ValidatedProxy<'_>) -> Service {
+    let spec = &ctx.spec;
     let mut metadata = ctx.metadata(ctx.name.clone(), COMPONENT_PROXY);
     metadata.annotations = non_empty(service_annotations(ctx));
     Service {
@@ -36,13 +36,13 @@ pub fn service(ctx: &RenderContext<'_>) -> Service {
 }
 
 /// The Ingress routing every configured host and path to the Service.
-pub fn ingress(ctx: &RenderContext<'_>) -> Ingress {
-    let spec = &ctx.proxy.spec.ingress;
+pub fn ingress(ctx: &ValidatedProxy<'_>) -> Ingress {
+    let spec = &ctx.spec.ingress;
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
             name: ctx.name.clone(),
             port: Some(ServiceBackendPort {
-                number: Some(ctx.proxy.spec.service.port),
+                number: Some(ctx.spec.service.port),
                 name: None,
             }),
         }),

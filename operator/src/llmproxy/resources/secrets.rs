@@ -7,18 +7,19 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::{COMPONENT_CONFIG, COMPONENT_MANAGEMENT_TOKEN};
-use crate::render::{GENERATED_ANNOTATION, RenderContext};
-use crate::sources::{
+use crate::llmproxy::sources::{
     CONFIG_POSTGRES_PASSWORD_KEY, DISPATCHER_API_KEY_DEFAULT_KEY, Origin, config_secret_name,
     management_secret_name,
 };
+use crate::llmproxy::validate::ValidatedProxy;
+use crate::vocabulary::GENERATED_ANNOTATION;
 
 /// Bytes of entropy of a generated management token (the upstream security guide's 32).
 pub const GENERATED_TOKEN_BYTES: usize = 32;
 
 /// Plaintext values of the spec that the pods read, by key of `<name>-config`.
-pub fn config_secret_data(ctx: &RenderContext<'_>) -> BTreeMap<String, Vec<u8>> {
-    let spec = &ctx.proxy.spec;
+pub fn config_secret_data(ctx: &ValidatedProxy<'_>) -> BTreeMap<String, Vec<u8>> {
+    let spec = &ctx.spec;
     let mut data = BTreeMap::new();
     for source in ctx.sources.all().filter(|s| s.origin == Origin::Config) {
         let value = if source.key == llm_proxy_env::MANAGEMENT_TOKEN {
@@ -40,7 +41,7 @@ pub fn config_secret_data(ctx: &RenderContext<'_>) -> BTreeMap<String, Vec<u8>> 
 }
 
 /// `<name>-config`, when the spec holds any plaintext value the pods use.
-pub fn config_secret(ctx: &RenderContext<'_>) -> Option<Secret> {
+pub fn config_secret(ctx: &ValidatedProxy<'_>) -> Option<Secret> {
     let data = config_secret_data(ctx);
     (!data.is_empty()).then(|| Secret {
         metadata: ctx.metadata(config_secret_name(&ctx.name), COMPONENT_CONFIG),
@@ -50,12 +51,25 @@ pub fn config_secret(ctx: &RenderContext<'_>) -> Option<Secret> {
     })
 }
 
-/// A new `<name>-management` Secret with a random token (base64 of 32 random bytes).
-pub fn generated_management_secret(ctx: &RenderContext<'_>) -> Secret {
+/// A new random management token: base64 of [`GENERATED_TOKEN_BYTES`] random bytes.
+pub fn new_management_token() -> Vec<u8> {
     use base64::Engine as _;
     let mut bytes = [0u8; GENERATED_TOKEN_BYTES];
     rand::fill(&mut bytes[..]);
-    let token = base64::engine::general_purpose::STANDARD.encode(bytes);
+    base64::engine::general_purpose::STANDARD
+        .encode(bytes)
+        .into_bytes()
+}
+
+/// The `<name>-management` Secret to create when it does not exist yet, holding the token
+/// [`dereference`](crate::llmproxy::dereference) drew for it; `None` when it exists or the spec
+/// names another source.
+pub fn generated_management_secret(ctx: &ValidatedProxy<'_>) -> Option<Secret> {
+    let source = &ctx.sources.management_token;
+    if source.origin != Origin::Generated || !ctx.referenced.management_secret_to_create {
+        return None;
+    }
+    let token = ctx.referenced.value(&source.name, &source.key)?.to_vec();
     let mut metadata = ctx.metadata(
         management_secret_name(&ctx.name),
         COMPONENT_MANAGEMENT_TOKEN,
@@ -64,13 +78,10 @@ pub fn generated_management_secret(ctx: &RenderContext<'_>) -> Secret {
         GENERATED_ANNOTATION.to_owned(),
         "true".to_owned(),
     )]));
-    Secret {
+    Some(Secret {
         metadata,
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            llm_proxy_env::MANAGEMENT_TOKEN.to_owned(),
-            ByteString(token.into_bytes()),
-        )])),
+        data: Some(BTreeMap::from([(source.key.clone(), ByteString(token))])),
         ..Secret::default()
-    }
+    })
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, Volume, Volum
 use super::COMPONENT_PROXY;
 use crate::crd::LlmProxySpec;
 use crate::error::Error;
-use crate::render::RenderContext;
+use crate::llmproxy::validate::ValidatedProxy;
 
 /// Suffix of the ConfigMap name (the chart's `<fullname>-providers`).
 pub const CONFIGMAP_SUFFIX: &str = "providers";
@@ -39,8 +39,8 @@ pub fn providers_yaml(spec: &LlmProxySpec) -> Result<Option<String>, Error> {
 }
 
 /// The ConfigMap, when `providers` is set.
-pub fn config_map(ctx: &RenderContext<'_>) -> Result<Option<ConfigMap>, Error> {
-    Ok(providers_yaml(&ctx.proxy.spec)?.map(|yaml| ConfigMap {
+pub fn config_map(ctx: &ValidatedProxy<'_>) -> Result<Option<ConfigMap>, Error> {
+    Ok(providers_yaml(ctx.spec)?.map(|yaml| ConfigMap {
         metadata: ctx.metadata(ctx.child_name(CONFIGMAP_SUFFIX), COMPONENT_PROXY),
         data: Some([(PROVIDERS_FILE.to_owned(), yaml)].into_iter().collect()),
         ..ConfigMap::default()
@@ -48,8 +48,8 @@ pub fn config_map(ctx: &RenderContext<'_>) -> Result<Option<ConfigMap>, Error> {
 }
 
 /// The read-only volume and mount of the ConfigMap, when `providers` is set.
-pub fn volume(ctx: &RenderContext<'_>) -> Option<(Volume, VolumeMount)> {
-    configured(&ctx.proxy.spec)?;
+pub fn volume(ctx: &ValidatedProxy<'_>) -> Option<(Volume, VolumeMount)> {
+    configured(ctx.spec)?;
     Some((
         Volume {
             name: VOLUME_NAME.to_owned(),

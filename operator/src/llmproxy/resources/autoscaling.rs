@@ -6,7 +6,7 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 
 use super::COMPONENT_PROXY;
-use crate::render::RenderContext;
+use crate::llmproxy::validate::ValidatedProxy;
 
 fn utilization(resource: &str, percent: i32) -> MetricSpec {
     MetricSpec {
@@ -24,8 +24,8 @@ fn utilization(resource: &str, percent: i32) -> MetricSpec {
 }
 
 /// The HPA with a CPU and/or memory utilization metric.
-pub fn hpa(ctx: &RenderContext<'_>) -> HorizontalPodAutoscaler {
-    let spec = &ctx.proxy.spec.autoscaling;
+pub fn hpa(ctx: &ValidatedProxy<'_>) -> HorizontalPodAutoscaler {
+    let spec = &ctx.spec.autoscaling;
     let metrics = [
         spec.target_cpu_utilization_percentage
             .map(|p| utilization("cpu", p)),

@@ -1,5 +1,7 @@
-//! Status computation (pure): conditions Ready, Available, Progressing and Degraded derived from the
-//! children's real state and the reconcile outcome. `lastTransitionTime` moves only when a
+//! Step 5 of an `LlmProxy` reconcile (pure): the status from the previous status, the observed
+//! children and the outcome of the pass. Conditions Ready, Available, Progressing and Degraded
+//! derived from the children's real state and the reconcile outcome, and the Events their
+//! transitions announce. `lastTransitionTime` moves only when a
 //! condition's status changes, so an idle reconcile computes an identical status (and writes nothing).
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -68,6 +70,7 @@ fn condition(
 /// `previous` and stamping `now` on the others.
 pub fn compute(
     proxy: &LlmProxy,
+    previous: Option<&LlmProxyStatus>,
     management_token_secret: Option<String>,
     observed: &Observed,
     outcome: &Outcome,
@@ -230,9 +233,7 @@ pub fn compute(
         });
     }
 
-    let previous = proxy
-        .status
-        .as_ref()
+    let previous = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     for c in &mut conditions {
@@ -253,4 +254,55 @@ pub fn compute(
         )),
         management_token_secret,
     }
+}
+
+/// One Event a status change announces: (Warning?, reason, note).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// Warning (else Normal).
+    pub warning: bool,
+    /// Event reason.
+    pub reason: String,
+    /// Event note.
+    pub note: String,
+}
+
+fn find<'a>(status: Option<&'a LlmProxyStatus>, type_: &str) -> Option<&'a Condition> {
+    status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+/// Events for condition changes from `old` to `new`: a Warning for each new error (or a changed
+/// error message), Normal when the proxy becomes ready, a Warning when the ServiceMonitor cannot
+/// be applied.
+pub fn transitions(old: Option<&LlmProxyStatus>, new: &LlmProxyStatus) -> Vec<Announcement> {
+    let mut events = Vec::new();
+    if let Some(degraded) = find(Some(new), DEGRADED).filter(|c| c.status == "True") {
+        let previous = find(old, DEGRADED);
+        if previous.is_none_or(|p| p.status != "True" || p.message != degraded.message) {
+            events.push(Announcement {
+                warning: true,
+                reason: degraded.reason.clone(),
+                note: degraded.message.clone(),
+            });
+        }
+    }
+    if let Some(ready) = find(Some(new), READY).filter(|c| c.status == "True")
+        && find(old, READY).is_none_or(|p| p.status != "True")
+    {
+        events.push(Announcement {
+            warning: false,
+            reason: "RolledOut".to_owned(),
+            note: ready.message.clone(),
+        });
+    }
+    if let Some(monitor) = find(Some(new), SERVICE_MONITOR).filter(|c| c.status == "False")
+        && find(old, SERVICE_MONITOR).is_none_or(|p| p.status != "False")
+    {
+        events.push(Announcement {
+            warning: true,
+            reason: monitor.reason.clone(),
+            note: monitor.message.clone(),
+        });
+    }
+    events
 }

@@ -8,20 +8,20 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{COMPONENT_DISPATCHER, COMPONENT_PROXY};
-use crate::render::RenderContext;
+use crate::llmproxy::validate::ValidatedProxy;
 
 /// Name of the SQLite data PVC.
-pub fn data_pvc_name(ctx: &RenderContext<'_>) -> String {
-    ctx.child_name("data")
+pub fn data_pvc_name(proxy_name: &str) -> String {
+    format!("{proxy_name}-data")
 }
 
 /// Name of the dispatcher's file-sink PVC.
-pub fn dispatcher_pvc_name(ctx: &RenderContext<'_>) -> String {
+pub fn dispatcher_pvc_name(ctx: &ValidatedProxy<'_>) -> String {
     ctx.child_name(COMPONENT_DISPATCHER)
 }
 
 fn pvc(
-    ctx: &RenderContext<'_>,
+    ctx: &ValidatedProxy<'_>,
     name: String,
     component: &str,
     access_mode: &str,
@@ -44,11 +44,11 @@ fn pvc(
 }
 
 /// The SQLite data PVC (`persistence.enabled`).
-pub fn data_pvc(ctx: &RenderContext<'_>) -> PersistentVolumeClaim {
-    let p = &ctx.proxy.spec.persistence;
+pub fn data_pvc(ctx: &ValidatedProxy<'_>) -> PersistentVolumeClaim {
+    let p = &ctx.spec.persistence;
     pvc(
         ctx,
-        data_pvc_name(ctx),
+        data_pvc_name(&ctx.name),
         COMPONENT_PROXY,
         &p.access_mode,
         &p.size,
@@ -57,8 +57,8 @@ pub fn data_pvc(ctx: &RenderContext<'_>) -> PersistentVolumeClaim {
 }
 
 /// The dispatcher's file-sink PVC (`ReadWriteOnce`, as the chart).
-pub fn dispatcher_pvc(ctx: &RenderContext<'_>) -> PersistentVolumeClaim {
-    let p = &ctx.proxy.spec.dispatcher.persistence;
+pub fn dispatcher_pvc(ctx: &ValidatedProxy<'_>) -> PersistentVolumeClaim {
+    let p = &ctx.spec.dispatcher.persistence;
     pvc(
         ctx,
         dispatcher_pvc_name(ctx),

@@ -14,14 +14,15 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::COMPONENT_POSTGRESQL;
 use super::pod::{self, from_secret, literal};
 use super::proxy::POSTGRES_PORT;
-use crate::render::{CONFIG_HASH_ANNOTATION, RenderContext};
+use crate::llmproxy::validate::ValidatedProxy;
+use crate::vocabulary::CONFIG_HASH_ANNOTATION;
 
 /// uid/gid of the `postgres` user in the official Debian-based image.
 const POSTGRES_UID: i64 = 999;
 const DATA_MOUNT: &str = "/var/lib/postgresql/data";
 
 /// The Service the proxy's `DATABASE_URL` points at.
-pub fn service(ctx: &RenderContext<'_>) -> Service {
+pub fn service(ctx: &ValidatedProxy<'_>) -> Service {
     Service {
         metadata: ctx.metadata(ctx.child_name(COMPONENT_POSTGRESQL), COMPONENT_POSTGRESQL),
         spec: Some(ServiceSpec {
@@ -41,8 +42,8 @@ pub fn service(ctx: &RenderContext<'_>) -> Service {
 }
 
 /// The StatefulSet running the official PostgreSQL image.
-pub fn stateful_set(ctx: &RenderContext<'_>) -> StatefulSet {
-    let pg = &ctx.proxy.spec.postgresql;
+pub fn stateful_set(ctx: &ValidatedProxy<'_>) -> StatefulSet {
+    let pg = &ctx.spec.postgresql;
     let name = ctx.child_name(COMPONENT_POSTGRESQL);
     let mut env = vec![
         literal("POSTGRES_USER", &pg.auth.username),
@@ -128,7 +129,7 @@ pub fn stateful_set(ctx: &RenderContext<'_>) -> StatefulSet {
                 metadata: Some(ObjectMeta {
                     labels: Some(ctx.labels(COMPONENT_POSTGRESQL)),
                     annotations: Some(
-                        [(CONFIG_HASH_ANNOTATION.to_owned(), ctx.config_hash())]
+                        [(CONFIG_HASH_ANNOTATION.to_owned(), super::config_hash(ctx))]
                             .into_iter()
                             .collect(),
                     ),
