@@ -25,6 +25,7 @@ use prometheus_client::registry::Registry;
 use uuid::Uuid;
 
 use crate::config::RateLimitConfig;
+use crate::metrics::Metrics;
 use crate::redis_link::{ConnectionManager, FeatureHealth};
 
 pub mod keys;
@@ -128,6 +129,14 @@ impl RateLimitMetrics {
         self.backend_errors
             .get_or_create(&PolicyLabels { policy })
             .inc();
+    }
+}
+
+impl Metrics {
+    /// Adds the rate-limit counters (`llm_proxy_rate_limit_*`). Defined with the counters, so the
+    /// `metrics` module knows no feature.
+    pub fn register_rate_limits(&mut self, rate_limits: &RateLimitMetrics) {
+        rate_limits.register(self.registry());
     }
 }
 
