@@ -27,7 +27,8 @@
 //!    ([`crate::events`]) there. A cacheable response is tee'd into the cache by
 //!    [`crate::cache::HttpCache::on_response`].
 //!
-//! Submodules: [`validate`] (steps 3 and 6), [`headers`] (header rules and CORS), [`body`] (step 9).
+//! Submodules: [`validate`] (steps 3 and 6), [`header_rules`] (header rules and CORS; the names
+//! are in [`crate::headers`]), [`body`] (step 9).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -50,6 +51,10 @@ use crate::clock::{Precision, Rfc3339};
 use crate::config::Provider;
 use crate::error::{ErrorCode, ProxyError};
 use crate::events::{EventTap, RequestFacts};
+use crate::headers::{
+    PROXY_NAME, X_PROXY, X_PROXY_FIRST_RESPONSE_AT, X_PROXY_ID, X_PROXY_RECEIVED_AT, X_REQUEST_ID,
+    X_UPSTREAM_REQUEST_START, X_UPSTREAM_REQUEST_STOP, strip_hop_by_hop,
+};
 use crate::metrics::Metrics;
 use crate::projects::ProjectGate;
 use crate::ratelimit::RateLimiter;
@@ -57,17 +62,11 @@ use crate::tokens::TokenAuthority;
 use crate::upstream::UpstreamClient;
 
 mod body;
-mod headers;
+mod header_rules;
 mod validate;
 
-pub(crate) use headers::{X_PROXY_FIRST_RESPONSE_AT, is_hop_by_hop};
-
 use body::{Exchange, IdleTimer, InFlight, TrackedBody};
-use headers::{
-    EXPOSED_HEADERS, PROXY_NAME, X_PROXY, X_PROXY_ID, X_PROXY_RECEIVED_AT, X_REQUEST_ID,
-    X_UPSTREAM_REQUEST_START, X_UPSTREAM_REQUEST_STOP, preflight, prepare_upstream_headers,
-    strip_hop_by_hop,
-};
+use header_rules::{EXPOSED_HEADERS, preflight, prepare_upstream_headers};
 use validate::{check_origin, check_params, check_path, matched_endpoint, read_body, route_label};
 
 /// Shared state of the `/v1` handler.
