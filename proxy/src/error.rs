@@ -11,7 +11,7 @@ use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::ratelimit::{RateLimitDenial, duration_text};
+use crate::ratelimit::{RateLimitDenial, RateLimitRefusal, duration_text};
 
 /// A locally generated `/v1` failure.
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +267,15 @@ impl IntoResponse for ProxyError {
         let mut response = (self.status(), Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code()));
         response
+    }
+}
+
+impl From<RateLimitRefusal> for ProxyError {
+    fn from(refusal: RateLimitRefusal) -> Self {
+        match refusal {
+            RateLimitRefusal::Denied(denial) => Self::RateLimited(denial),
+            RateLimitRefusal::Unavailable => Self::RateLimitUnavailable,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use llm_proxy_events::EventPublisher;
 use llm_proxy_store::Store;
 use serde_json::json;
 
-use crate::forward::ProxyState;
+use crate::proxy_state::ProxyState;
 use crate::redis_link::FeatureHealth;
 use crate::revocation::RevocationChannel;
 

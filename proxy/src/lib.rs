@@ -1,7 +1,8 @@
 //! The `llm-proxy` data plane: an OpenAI-compatible proxy with withering client tokens.
 //!
 //! Modules: [`config`] (environment and provider file, parsed once), [`app`] (router and state),
-//! [`forward`] (the `/v1` path), [`tokens`] and [`projects`] (admission; their caches are [`ttl_map`]s), [`upstream`] (the pooled
+//! [`proxy_state`] (what the `/v1` handler shares: read by it, the metrics endpoints and `/manage`),
+//! [`forward`] (the `/v1` path), [`headers`] (the proxy's own header names, hop-by-hop rule), [`tokens`] and [`projects`] (admission; their caches are [`ttl_map`]s), [`upstream`] (the pooled
 //! client), [`breaker`], [`client_ip`] (who a request came from), [`clock`] (request-path timestamps), [`error`] (the `/v1` error mapping), [`events`] (instrumentation capture), [`health`], [`metrics`], [`logging`],
 //! [`redis_link`] (the shared
 //! Redis connection and per-feature health), [`revocation`] (the PostgreSQL invalidation listener),
@@ -20,11 +21,13 @@ pub mod connections;
 pub mod error;
 pub mod events;
 pub mod forward;
+pub mod headers;
 pub mod health;
 pub mod logging;
 pub mod manage;
 pub mod metrics;
 pub mod projects;
+pub mod proxy_state;
 pub mod ratelimit;
 pub mod redis_link;
 pub mod revocation;

@@ -68,7 +68,7 @@ struct ConnectionGauges {
     refused: Counter,
 }
 
-/// Counters of the HTTP response cache ([`crate::cache`]).
+/// Counters of the HTTP response cache (the `cache` module).
 #[derive(Default)]
 struct CacheCounters {
     hits: Counter,
@@ -242,14 +242,9 @@ impl Metrics {
     }
 
     /// The `llm_proxy_` registry, for a module that registers metrics of its own (the revocation
-    /// channel's), so this module need not know it.
+    /// channel's, the rate limiter's), so this module need not know it.
     pub fn registry(&mut self) -> &mut prometheus_client::registry::Registry {
         self.registry.sub_registry_with_prefix("llm_proxy")
-    }
-
-    /// Adds the rate-limit counters (`llm_proxy_rate_limit_*`).
-    pub fn register_rate_limits(&mut self, rate_limits: &crate::ratelimit::RateLimitMetrics) {
-        rate_limits.register(self.registry.sub_registry_with_prefix("llm_proxy"));
     }
 
     /// Records a finished `/v1` response.

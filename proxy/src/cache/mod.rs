@@ -3,7 +3,7 @@
 //! frame), storing cacheable responses from a tap on their body, and purges.
 //!
 //! Owns: keys ([`key`]), caching rules ([`policy`]), entries ([`entry`]), the bounded in-memory
-//! backend ([`memory`]) and the Redis backend ([`redis`]). The data path ([`crate::forward`]) calls
+//! backend ([`memory`]) and the Redis backend ([`redis`]). The data path (the `forward` module) calls
 //! [`HttpCache::plan`] after the token and project checks, [`HttpCache::lookup`] /
 //! [`HttpCache::serve`] before admission (a hit is not counted against the quota and never reaches
 //! the upstream), and [`HttpCache::on_response`] on the upstream response.
@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 
 use crate::clock::{Precision, Rfc3339};
 use crate::config::{HttpCacheBackend, HttpCacheConfig};
-use crate::forward::X_PROXY_FIRST_RESPONSE_AT;
+use crate::headers::{CACHE_STATUS, X_PROXY_CACHE, X_PROXY_CACHE_KEY, X_PROXY_FIRST_RESPONSE_AT};
 use crate::metrics::Metrics;
 use crate::redis_link::{ConnectionManager, FeatureHealth};
 use entry::{CachedResponse, now_ms};
@@ -46,10 +46,6 @@ use redis::{RedisBackend, Unavailable, escape_glob};
 
 /// Redis stores running at once; more are dropped and counted.
 const MAX_PENDING_STORES: usize = 64;
-
-const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-const X_PROXY_CACHE: HeaderName = HeaderName::from_static("x-proxy-cache");
-const X_PROXY_CACHE_KEY: HeaderName = HeaderName::from_static("x-proxy-cache-key");
 
 /// The response cache; cheap to clone.
 #[derive(Clone)]

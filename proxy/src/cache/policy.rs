@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 
-use crate::forward::is_hop_by_hop;
+use crate::headers::is_hop_by_hop;
 
 /// The directives of all `Cache-Control` headers of a message that the cache acts on.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

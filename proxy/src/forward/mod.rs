@@ -27,7 +27,8 @@
 //!    ([`crate::events`]) there. A cacheable response is tee'd into the cache by
 //!    [`crate::cache::HttpCache::on_response`].
 //!
-//! Submodules: [`validate`] (steps 3 and 6), [`headers`] (header rules and CORS), [`body`] (step 9).
+//! Submodules: [`validate`] (steps 3 and 6), [`header_rules`] (header rules and CORS; the names
+//! are in [`crate::headers`]), [`body`] (step 9).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -40,58 +41,29 @@ use http::header::{self, HeaderValue};
 use http::{Method, Uri};
 use http_body_util::Full;
 use llm_proxy_store::AuditOutcome;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use crate::audit::{self, Action, Actor, Audit};
-use crate::breaker::{BreakerKey, Breakers};
-use crate::cache::{HttpCache, Lookup};
+use crate::audit::{self, Action, Actor};
+use crate::breaker::BreakerKey;
+use crate::cache::Lookup;
 use crate::clock::{Precision, Rfc3339};
 use crate::config::Provider;
 use crate::error::{ErrorCode, ProxyError};
-use crate::events::{EventTap, RequestFacts};
-use crate::metrics::Metrics;
-use crate::projects::ProjectGate;
-use crate::ratelimit::RateLimiter;
-use crate::tokens::TokenAuthority;
-use crate::upstream::UpstreamClient;
+use crate::events::RequestFacts;
+use crate::headers::{
+    PROXY_NAME, X_PROXY, X_PROXY_FIRST_RESPONSE_AT, X_PROXY_ID, X_PROXY_RECEIVED_AT, X_REQUEST_ID,
+    X_UPSTREAM_REQUEST_START, X_UPSTREAM_REQUEST_STOP, strip_hop_by_hop,
+};
+use crate::proxy_state::ProxyState;
 
 mod body;
-mod headers;
+mod header_rules;
 mod validate;
 
-pub(crate) use headers::{X_PROXY_FIRST_RESPONSE_AT, is_hop_by_hop};
-
 use body::{Exchange, IdleTimer, InFlight, TrackedBody};
-use headers::{
-    EXPOSED_HEADERS, PROXY_NAME, X_PROXY, X_PROXY_ID, X_PROXY_RECEIVED_AT, X_REQUEST_ID,
-    X_UPSTREAM_REQUEST_START, X_UPSTREAM_REQUEST_STOP, preflight, prepare_upstream_headers,
-    strip_hop_by_hop,
-};
+use header_rules::{EXPOSED_HEADERS, preflight, prepare_upstream_headers};
 use validate::{check_origin, check_params, check_path, matched_endpoint, read_body, route_label};
-
-/// Shared state of the `/v1` handler.
-pub struct ProxyState {
-    pub provider: Provider,
-    pub client: UpstreamClient,
-    pub tokens: TokenAuthority,
-    pub projects: ProjectGate,
-    /// Circuit breakers by project, route and model.
-    pub breakers: Breakers,
-    /// `None` = unlimited.
-    pub limiter: Option<Arc<Semaphore>>,
-    pub metrics: Arc<Metrics>,
-    /// Bound on the wait for upstream response headers.
-    pub request_timeout: Duration,
-    pub max_request_size: u64,
-    /// `None` when `OBSERVABILITY_ENABLED=false`.
-    pub events: Option<EventTap>,
-    pub audit: Audit,
-    /// Per-token and per-project request rates ([`crate::ratelimit`]).
-    pub rate_limits: RateLimiter,
-    /// The HTTP response cache; `None` when `HTTP_CACHE_ENABLED=false`.
-    pub cache: Option<HttpCache>,
-}
 
 /// What is known about a request before it is forwarded.
 struct RequestContext {

@@ -2,14 +2,14 @@
 //! a key's first request.
 //!
 //! Limits come from the project (`rate_limits`, set through `/manage/projects`, carried by the
-//! project cache of [`crate::projects`]); with `DISTRIBUTED_RATE_LIMIT_ENABLED=true` a token of a
+//! project cache of the `projects` module); with `DISTRIBUTED_RATE_LIMIT_ENABLED=true` a token of a
 //! project without its own per-token limit gets `DISTRIBUTED_RATE_LIMIT_MAX` per
 //! `DISTRIBUTED_RATE_LIMIT_WINDOW`. Counters live in Redis when `DISTRIBUTED_RATE_LIMIT_ENABLED=true`
 //! ([`redis`], shared by every replica) and in process memory otherwise ([`memory`], one replica).
 //! A refused request counts against nothing (it is checked before the token's quota is counted)
-//! and ends in [`ProxyError::RateLimited`] (429, OpenAI-shaped). When the Redis check fails the
-//! request is served (`DISTRIBUTED_RATE_LIMIT_FALLBACK=true`) or refused with
-//! [`ProxyError::RateLimitUnavailable`] (503); either way it is counted and `/ready` shows the
+//! and ends in [`RateLimitRefusal::Denied`] (a 429, OpenAI-shaped, once the `error` module maps it).
+//! When the Redis check fails the request is served (`DISTRIBUTED_RATE_LIMIT_FALLBACK=true`) or
+//! refused with [`RateLimitRefusal::Unavailable`] (503); either way it is counted and `/ready` shows the
 //! `rate_limits` feature degraded.
 //!
 //! Submodules: [`keys`] (counter keys, HMAC of token ids), [`memory`], [`redis`].
@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 use uuid::Uuid;
 
 use crate::config::RateLimitConfig;
-use crate::error::ProxyError;
+use crate::metrics::Metrics;
 use crate::redis_link::{ConnectionManager, FeatureHealth};
 
 pub mod keys;
@@ -132,6 +132,14 @@ impl RateLimitMetrics {
     }
 }
 
+impl Metrics {
+    /// Adds the rate-limit counters (`llm_proxy_rate_limit_*`). Defined with the counters, so the
+    /// `metrics` module knows no feature.
+    pub fn register_rate_limits(&mut self, rate_limits: &RateLimitMetrics) {
+        rate_limits.register(self.registry());
+    }
+}
+
 /// Checks requests against their project's limits.
 pub struct RateLimiter {
     counters: Counters,
@@ -220,7 +228,7 @@ impl RateLimiter {
         token_id: Uuid,
         project_id: &str,
         limits: &ProjectRateLimits,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<(), RateLimitRefusal> {
         let checks = self.checks(token_id, project_id, limits);
         if checks.is_empty() {
             return Ok(());
@@ -249,7 +257,7 @@ impl RateLimiter {
                     return Ok(());
                 };
                 self.metrics.decision(check.scope, "denied");
-                Err(ProxyError::RateLimited(RateLimitDenial {
+                Err(RateLimitRefusal::Denied(RateLimitDenial {
                     scope: check.scope,
                     limit: check.limit,
                     reset,
@@ -261,11 +269,20 @@ impl RateLimiter {
                 if self.fail_open {
                     Ok(())
                 } else {
-                    Err(ProxyError::RateLimitUnavailable)
+                    Err(RateLimitRefusal::Unavailable)
                 }
             }
         }
     }
+}
+
+/// Why [`RateLimiter::check`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitRefusal {
+    /// A limit is reached.
+    Denied(RateLimitDenial),
+    /// The Redis counters could not be reached and the failure policy is fail-closed.
+    Unavailable,
 }
 
 /// Why a request was refused: the exhausted limit and the time until its window resets.

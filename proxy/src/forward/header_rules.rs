@@ -1,30 +1,21 @@
-//! Header rules of the `/v1` path: what is removed and added on the way upstream, hop-by-hop
-//! headers, and the CORS answers.
+//! Header rules of the `/v1` path: what is removed and added on the way upstream, and the CORS
+//! answers. The header names and the hop-by-hop rule are in [`crate::headers`].
 
 use axum::response::{IntoResponse, Response};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{StatusCode, Uri};
 
-pub(super) const PROXY_NAME: &str = "llm-proxy";
-pub(super) const PROXY_VERSION: &str = env!("CARGO_PKG_VERSION");
+use crate::headers::{
+    PROXY_NAME, PROXY_VERSION, X_PROXY, X_PROXY_VERSION, X_REQUEST_ID, X_UPSTREAM_REQUEST_START,
+    is_hop_by_hop, remove_where,
+};
+
 /// The spec's list plus the rate-limit headers of a 429, so browser clients can read when to retry.
 pub(super) const EXPOSED_HEADERS: &str = "X-Request-ID, X-Proxy-ID, X-LLM-Proxy-Remote-Duration, \
      X-LLM-Proxy-Remote-Duration-Ms, Retry-After, X-RateLimit-Limit-Requests, \
      X-RateLimit-Remaining-Requests, X-RateLimit-Reset-Requests";
 pub(super) const PREFLIGHT_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 pub(super) const PREFLIGHT_DEFAULT_HEADERS: &str = "Authorization, Content-Type, X-Requested-With";
-
-pub(super) const X_PROXY: HeaderName = HeaderName::from_static("x-proxy");
-pub(super) const X_PROXY_ID: HeaderName = HeaderName::from_static("x-proxy-id");
-pub(super) const X_PROXY_VERSION: HeaderName = HeaderName::from_static("x-proxy-version");
-pub(super) const X_PROXY_RECEIVED_AT: HeaderName = HeaderName::from_static("x-proxy-received-at");
-pub(crate) const X_PROXY_FIRST_RESPONSE_AT: HeaderName =
-    HeaderName::from_static("x-proxy-first-response-at");
-pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub(super) const X_UPSTREAM_REQUEST_START: HeaderName =
-    HeaderName::from_static("x-upstream-request-start");
-pub(super) const X_UPSTREAM_REQUEST_STOP: HeaderName =
-    HeaderName::from_static("x-upstream-request-stop");
 
 /// Client headers that identify the client's address; never forwarded.
 fn is_client_address(name: &str) -> bool {
@@ -36,22 +27,6 @@ fn is_client_address(name: &str) -> bool {
             | "cf-ipcountry"
             | "x-client-ip"
             | "x-original-forwarded-for"
-    )
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
-pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
     )
 }
 
@@ -117,34 +92,9 @@ pub(super) fn prepare_upstream_headers(
     headers.insert(X_UPSTREAM_REQUEST_START, HeaderValue::from(start_nanos));
 }
 
-pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    remove_where(headers, is_hop_by_hop);
-}
-
-/// Removes the headers whose (lower-case) name matches `doomed`, and those the `Connection` header
-/// lists. One pass over the headers present: removing each listed name instead would parse and hash
-/// every name of the lists on every request.
-fn remove_where(headers: &mut HeaderMap, doomed: fn(&str) -> bool) {
-    // Neither `collect` allocates when nothing matches (the usual case for both).
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| doomed(name.as_str()) || listed.contains(name))
-        .cloned()
-        .collect();
-    for name in present {
-        headers.remove(&name);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use http::header::HeaderName;
     use uuid::Uuid;
 
     use super::*;
