@@ -164,6 +164,7 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
         .await?;
 
     // 2.–4. validate, build, apply (nothing is written while suspended)
+    let management_token_secret = sources.management_token.name.clone();
     let mut report = ApplyReport::default();
     let (outcome, service_monitor_crd_served, result) = if proxy.spec.suspend {
         (Outcome::Suspended, false, Ok(()))
@@ -174,7 +175,7 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
             name.clone(),
             uid.clone(),
         );
-        match converge(proxy, referenced, ctx, &applier, &uid, &mut report).await {
+        match converge(proxy, sources, referenced, ctx, &applier, &uid, &mut report).await {
             Ok(served) => (Outcome::Applied, served, Ok(())),
             Err(e) => (
                 Outcome::Failed {
@@ -220,7 +221,7 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
     let new_status = status::compute(
         proxy,
         previous.as_ref(),
-        Some(sources.management_token.name.clone()),
+        Some(management_token_secret),
         &observed,
         &outcome,
         now(),
@@ -254,13 +255,15 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
 /// the ServiceMonitor CRD is served.
 async fn converge(
     proxy: &LlmProxy,
+    sources: SecretSources,
     referenced: ReferencedData,
     ctx: &Context,
     applier: &Applier,
     uid: &str,
     report: &mut ApplyReport,
 ) -> Result<bool, Error> {
-    let validated: ValidatedProxy<'_> = validate::validate(proxy, referenced, &ctx.shared.config)?;
+    let validated: ValidatedProxy<'_> =
+        validate::validate_with_sources(proxy, sources, referenced, &ctx.shared.config)?;
     if let Some(secret) = resources::secrets::generated_management_secret(&validated)
         && applier.create_if_absent(&secret).await?
     {

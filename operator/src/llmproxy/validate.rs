@@ -93,6 +93,18 @@ pub fn validate<'a>(
     referenced: ReferencedData,
     config: &'a OperatorConfig,
 ) -> Result<ValidatedProxy<'a>, Error> {
+    let name = proxy.metadata.name.as_deref().unwrap_or_default();
+    let sources = SecretSources::resolve(name, &proxy.spec);
+    validate_with_sources(proxy, sources, referenced, config)
+}
+
+/// [`validate`] with the secret sources the reconcile already resolved to dereference them.
+pub fn validate_with_sources<'a>(
+    proxy: &'a LlmProxy,
+    sources: SecretSources,
+    referenced: ReferencedData,
+    config: &'a OperatorConfig,
+) -> Result<ValidatedProxy<'a>, Error> {
     let spec = &proxy.spec;
     chart_rules(spec)?;
     let name = proxy.metadata.name.clone().ok_or(Error::MissingMetadata {
@@ -100,7 +112,6 @@ pub fn validate<'a>(
         field: "name",
     })?;
     let namespace = proxy.namespace().unwrap_or_else(|| "default".to_owned());
-    let sources = SecretSources::resolve(&name, spec);
     check_referenced(&namespace, &sources, &referenced)?;
     Ok(ValidatedProxy {
         liveness_probe: parse_override(spec.liveness_probe.as_ref(), "livenessProbe", "Probe")?,
