@@ -1,18 +1,25 @@
 //! Writing children, for any kind of owner: server-side apply (one field manager, force) skipped
 //! when the live object already holds what we would apply, create-once for generated Secrets, and
-//! label-scoped deletion of children no longer wanted.
+//! deletion of the owner's children no longer wanted.
+//!
+//! Reads go to the [`Cache`] first: a child the cache shows at the version last verified, with the
+//! wanted applied-hash, is skipped without a read; only a child that changed since (or whose kind
+//! is not cached yet) is read and compared field by field.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
+use kube::core::ObjectMeta;
 use kube::{Api, Client};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{Cache, Lookup};
 use crate::error::Error;
 use crate::kinds::{self, CHILD_KINDS, ChildKind, SERVICE_MONITOR, display_name};
+use crate::memory::VerifiedChildren;
 use crate::vocabulary::{
     APPLIED_HASH_ANNOTATION, FIELD_MANAGER, GENERATED_ANNOTATION, LABEL_INSTANCE, LABEL_MANAGED_BY,
     hex,
@@ -95,23 +102,40 @@ fn quantity_value(text: &str) -> Option<f64> {
 }
 
 /// Applies children in one namespace on behalf of one owning resource (of any kind).
-pub struct Applier {
+pub struct Applier<'a> {
     client: Client,
+    cache: &'a Cache,
+    verified: &'a VerifiedChildren,
     namespace: String,
     owner_name: String,
     owner_uid: String,
 }
 
-impl Applier {
+impl<'a> Applier<'a> {
     /// An applier for the resource `owner_name` (uid `owner_uid`) in `namespace`; its children
     /// carry `app.kubernetes.io/instance=<owner_name>` and a controller reference to `owner_uid`.
-    pub fn new(client: Client, namespace: String, owner_name: String, owner_uid: String) -> Self {
+    /// `cache` answers reads where it can; `verified` is the controller's memory of children
+    /// found matching.
+    pub fn new(
+        client: Client,
+        cache: &'a Cache,
+        verified: &'a VerifiedChildren,
+        namespace: String,
+        owner_name: String,
+        owner_uid: String,
+    ) -> Self {
         Self {
             client,
+            cache,
+            verified,
             namespace,
             owner_name,
             owner_uid,
         }
+    }
+
+    fn verified_key(&self, kind: &ChildKind, name: &str) -> String {
+        format!("{}/{}/{name}", self.namespace, kind.kind)
     }
 
     fn api(&self, kind: &ChildKind) -> Api<DynamicObject> {
@@ -147,22 +171,43 @@ impl Applier {
                 }
             }
             let api = self.api(kind);
-            let live = api
-                .get_opt(name)
-                .await
-                .map_err(|e| Error::kube(format!("read {entry}"), e))?;
-            if let Some(live) = &live {
-                let live_hash = live
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
-                let live_value =
-                    serde_json::to_value(live).map_err(|e| Error::serialization(&entry, e))?;
-                if live_hash == Some(&hash) && is_subset(&desired, &live_value) {
+            let verified_key = self.verified_key(kind, name);
+            let exists = match self.cache.child(kind, &self.namespace, name) {
+                Lookup::Present {
+                    resource_version,
+                    applied_hash,
+                } if applied_hash.as_deref() == Some(hash.as_str())
+                    && self
+                        .verified
+                        .is_current(&verified_key, resource_version.as_deref()) =>
+                {
                     continue;
                 }
-            }
+                // Not in the cache and not written by this term: it does not exist. (One this
+                // term wrote or verified may only not have reached the cache yet: ask.)
+                Lookup::Absent if !self.verified.remembers(&verified_key) => false,
+                Lookup::Absent | Lookup::Present { .. } | Lookup::Unknown => {
+                    let live = api
+                        .get_opt(name)
+                        .await
+                        .map_err(|e| Error::kube(format!("read {entry}"), e))?;
+                    if let Some(live) = &live {
+                        let live_hash = live
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
+                        let live_value = serde_json::to_value(live)
+                            .map_err(|e| Error::serialization(&entry, e))?;
+                        if live_hash == Some(&hash) && is_subset(&desired, &live_value) {
+                            self.verified
+                                .record(&verified_key, live.metadata.resource_version.as_deref());
+                            continue;
+                        }
+                    }
+                    live.is_some()
+                }
+            };
             let stored = api
                 .patch(
                     name,
@@ -171,7 +216,9 @@ impl Applier {
                 )
                 .await
                 .map_err(|e| Error::kube(format!("apply {entry}"), e))?;
-            if live.is_some() {
+            self.verified
+                .record(&verified_key, stored.metadata.resource_version.as_deref());
+            if exists {
                 report.updated.push(entry.clone())
             } else {
                 report.created.push(entry.clone())
@@ -181,19 +228,11 @@ impl Applier {
         Ok(())
     }
 
-    /// Creates `secret` if no Secret of that name exists; never touches an existing one.
-    /// Returns whether it was created.
+    /// Creates `secret`, which the cache did not show; never touches an existing one (created
+    /// meanwhile, or not cached yet). Returns whether it was created.
     pub async fn create_if_absent(&self, secret: &Secret) -> Result<bool, Error> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
         let name = secret.metadata.name.as_deref().unwrap_or_default();
-        let entry = format!("Secret/{name}");
-        let existing = api
-            .get_opt(name)
-            .await
-            .map_err(|e| Error::kube(format!("read {entry}"), e))?;
-        if existing.is_some() {
-            return Ok(false);
-        }
         match api
             .create(
                 &PostParams {
@@ -205,9 +244,9 @@ impl Applier {
             .await
         {
             Ok(_) => Ok(true),
-            // Created concurrently by another pass: it exists, which is all we need.
+            // It exists, which is all we need.
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(e) => Err(Error::kube(format!("create {entry}"), e)),
+            Err(e) => Err(Error::kube(format!("create Secret/{name}"), e)),
         }
     }
 
@@ -227,35 +266,49 @@ impl Applier {
         let kinds = CHILD_KINDS
             .iter()
             .chain(service_monitor_crd_served.then_some(&SERVICE_MONITOR));
-        for kind in kinds {
-            let api = self.api(kind);
-            let listed = api
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(|e| Error::kube(format!("list {}", kind.plural), e))?;
-            for object in listed.items {
-                let Some(name) = object.metadata.name.as_deref() else {
-                    continue;
-                };
-                let owned = object
-                    .metadata
+        let is_ours = |meta: &ObjectMeta| {
+            let labels = meta.labels.as_ref();
+            let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+            label(LABEL_INSTANCE) == Some(self.owner_name.as_str())
+                && label(LABEL_MANAGED_BY) == Some(FIELD_MANAGER)
+                && meta
                     .owner_references
                     .iter()
                     .flatten()
-                    .any(|o| o.uid == self.owner_uid && o.controller == Some(true));
-                let generated = object
-                    .metadata
+                    .any(|o| o.uid == self.owner_uid && o.controller == Some(true))
+                && !meta
                     .annotations
                     .as_ref()
-                    .is_some_and(|a| a.contains_key(GENERATED_ANNOTATION));
+                    .is_some_and(|a| a.contains_key(GENERATED_ANNOTATION))
+        };
+        for kind in kinds {
+            let api = self.api(kind);
+            let children = match self.cache.children(kind, &self.namespace, is_ours) {
+                Some(children) => children,
+                None => api
+                    .list_metadata(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(|e| Error::kube(format!("list {}", kind.plural), e))?
+                    .items
+                    .into_iter()
+                    .map(|object| object.metadata)
+                    .filter(|meta| is_ours(meta))
+                    .collect(),
+            };
+            for meta in children {
+                let Some(name) = meta.name.as_deref() else {
+                    continue;
+                };
                 let entry = format!("{}/{name}", kind.kind);
-                if owned && !generated && !wanted.contains(&entry) {
-                    match api.delete(name, &DeleteParams::background()).await {
-                        Ok(_) => report.deleted.push(entry),
-                        Err(kube::Error::Api(status)) if status.code == 404 => {}
-                        Err(e) => return Err(Error::kube(format!("delete {entry}"), e)),
-                    }
+                if wanted.contains(&entry) {
+                    continue;
                 }
+                match api.delete(name, &DeleteParams::background()).await {
+                    Ok(_) => report.deleted.push(entry),
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => return Err(Error::kube(format!("delete {entry}"), e)),
+                }
+                self.verified.record(&self.verified_key(kind, name), None);
             }
         }
         Ok(())

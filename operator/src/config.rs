@@ -6,6 +6,9 @@ use std::time::Duration;
 /// How often API discovery is asked whether the ServiceMonitor CRD is served.
 pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How many objects a controller reconciles at once by default.
+pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 16;
+
 /// Default image of the development PostgreSQL StatefulSet.
 pub const DEFAULT_POSTGRES_IMAGE: &str = "docker.io/library/postgres:17";
 
@@ -25,6 +28,9 @@ pub struct OperatorConfig {
     /// How often discovery is re-checked for the ServiceMonitor CRD; when it appears or goes away,
     /// every LlmProxy is reconciled (instead of waiting for the resync).
     pub discovery_interval: Duration,
+    /// Objects a controller reconciles at once (a burst queues instead of holding every
+    /// reconcile's requests and memory at the same time).
+    pub reconcile_concurrency: u16,
 }
 
 impl Default for OperatorConfig {
@@ -36,6 +42,7 @@ impl Default for OperatorConfig {
             postgres_image: DEFAULT_POSTGRES_IMAGE.to_owned(),
             resync_interval: Duration::from_secs(300),
             discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
+            reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
         }
     }
 }

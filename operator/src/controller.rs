@@ -6,19 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
+use crate::cache::{Cache, trim_owner};
 use crate::config::{LeaderElection, OperatorConfig, default_identity};
 use crate::context::Shared;
 use crate::crd::LlmProxy;
@@ -28,7 +26,7 @@ use crate::llmproxy::dereference::service_monitor_served;
 use crate::llmproxy::sources::SecretSources;
 use crate::llmproxy::{self, Context};
 use crate::metrics::{self, Metrics};
-use crate::vocabulary::{FIELD_MANAGER, LABEL_MANAGED_BY};
+use crate::vocabulary::FIELD_MANAGER;
 
 /// How often the operator checks again for the CRD when it is not installed.
 const CRD_RETRY_INTERVAL: Duration = Duration::from_secs(10);
@@ -61,13 +59,13 @@ impl Stop {
     }
 }
 
-/// Runs until `shutdown` resolves.
+/// Runs until `shutdown` resolves, recording into `metrics`.
 pub async fn run(
     client: kube::Client,
     config: OperatorConfig,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let metrics = Arc::new(Metrics::default());
     let (stop, stop_task) = Stop::new(shutdown);
     let server = match config.metrics_addr {
         Some(addr) => {
@@ -218,8 +216,6 @@ async fn run_controllers(
         recorder,
         metrics: metrics.clone(),
     };
-    // One context per kind for all its namespaces: the memory is keyed by object.
-    let ctx = Arc::new(Context::new(shared));
     metrics.set_ready(true);
     let namespaces: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
         vec![None]
@@ -228,43 +224,58 @@ async fn run_controllers(
     };
     let controllers = namespaces
         .into_iter()
-        .map(|ns| run_controller(client.clone(), ns, ctx.clone(), stop.clone()));
+        .map(|ns| run_controller(client.clone(), ns, shared.clone(), stop.clone()));
     futures::future::join_all(controllers).await;
 }
 
-async fn run_controller(client: Client, namespace: Option<String>, ctx: Arc<Context>, stop: Stop) {
+async fn run_controller(client: Client, namespace: Option<String>, shared: Shared, stop: Stop) {
     let ns = namespace.as_deref();
     tracing::info!(
         namespace = ns.unwrap_or("*"),
         "starting the LlmProxy controller"
     );
-    let proxies: Api<DeserializeGuard<LlmProxy>> = scoped(&client, ns);
-    let children =
-        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
-    let controller = Controller::new(proxies, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    let discovery_changes =
-        service_monitor_changes(client.clone(), ctx.shared.config.discovery_interval);
+    let (served_tx, served_rx) = watch::channel(None);
+    let discovery = tokio::spawn(discover_service_monitors(
+        client.clone(),
+        shared.config.discovery_interval,
+        served_tx,
+    ));
+    let (cache, feeds, _watches) = Cache::new(&client, ns, served_rx.clone());
+    tokio::select! {
+        filled = cache.ready() => if let Err(e) = filled {
+            tracing::error!(error = %e, "the controller's caches could not be filled");
+            discovery.abort();
+            return;
+        },
+        () = stop.wait() => {
+            discovery.abort();
+            return;
+        }
+    }
+    let ctx = Arc::new(Context::new(shared, cache));
+
+    let (proxies, writer) = reflector::store::<DeserializeGuard<LlmProxy>>();
+    let proxy_events = watcher(
+        scoped(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .modify(trim_owner)
+    .reflect(writer)
+    .applied_objects();
+    let mut controller = Controller::for_stream(proxy_events, proxies.clone())
+        .with_config(
+            ControllerConfig::default().concurrency(ctx.shared.config.reconcile_concurrency),
+        )
+        .reconcile_all_on(service_monitor_changes(served_rx))
+        .owns_stream(feeds.deployments)
+        .owns_stream(feeds.claims)
+        .watches_stream(feeds.secrets, move |secret| {
+            proxies_using_secret(&proxies, &secret)
+        });
+    for (resource, feed) in feeds.metadata {
+        controller = controller.owns_stream_with(feed, resource);
+    }
     controller
-        .reconcile_all_on(discovery_changes)
-        .owns(scoped::<Deployment>(&client, ns), children.clone())
-        .owns(scoped::<StatefulSet>(&client, ns), children.clone())
-        .owns(scoped::<Service>(&client, ns), children.clone())
-        .owns(
-            scoped::<PersistentVolumeClaim>(&client, ns),
-            children.clone(),
-        )
-        .owns(scoped::<ConfigMap>(&client, ns), children.clone())
-        .owns(
-            scoped::<HorizontalPodAutoscaler>(&client, ns),
-            children.clone(),
-        )
-        .owns(scoped::<Ingress>(&client, ns), children)
-        .watches(
-            scoped::<Secret>(&client, ns),
-            watcher::Config::default(),
-            move |secret| proxies_using_secret(&store, &secret),
-        )
         .graceful_shutdown_on(stop.wait())
         .run(llmproxy::reconcile, llmproxy::error_policy, ctx)
         .for_each(|result| async move {
@@ -274,36 +285,52 @@ async fn run_controller(client: Client, namespace: Option<String>, ctx: Arc<Cont
             }
         })
         .await;
+    discovery.abort();
 }
 
-/// Yields whenever API discovery answers differently than before about the ServiceMonitor CRD
-/// (installed or removed after the start), checked every `interval`; a failed check is skipped.
-fn service_monitor_changes(
+/// Asks API discovery whether the ServiceMonitor CRD is served every `interval` and publishes
+/// each answer on `served`. A failed check is logged and skipped.
+async fn discover_service_monitors(
     client: Client,
     interval: Duration,
-) -> impl futures::Stream<Item = ()> + Send + 'static {
+    served: watch::Sender<Option<bool>>,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    futures::stream::unfold(
-        (client, ticks, None::<bool>),
-        |(client, mut ticks, mut last)| async move {
-            loop {
-                ticks.tick().await;
-                let Ok(served) = service_monitor_served(&client).await else {
-                    continue;
-                };
-                let changed = last.is_some_and(|previous| previous != served);
-                last = Some(served);
-                if changed {
-                    tracing::info!(
-                        served,
-                        "the ServiceMonitor CRD changed; reconciling every LlmProxy"
-                    );
-                    return Some(((), (client, ticks, last)));
-                }
+    loop {
+        ticks.tick().await;
+        match service_monitor_served(&client).await {
+            Ok(now) => {
+                served.send_replace(Some(now));
             }
-        },
-    )
+            Err(e) => {
+                tracing::warn!(error = %e, "API discovery of the ServiceMonitor CRD failed; retrying")
+            }
+        }
+    }
+}
+
+/// Yields whenever the discovery's answer changes after the first (the ServiceMonitor CRD was
+/// installed or removed), so every LlmProxy is reconciled at once.
+fn service_monitor_changes(
+    served: watch::Receiver<Option<bool>>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let first = *served.borrow();
+    futures::stream::unfold((served, first), |(mut served, mut last)| async move {
+        loop {
+            served.changed().await.ok()?;
+            let now = *served.borrow_and_update();
+            let changed = matches!((last, now), (Some(before), Some(after)) if before != after);
+            last = now;
+            if changed {
+                tracing::info!(
+                    served = now,
+                    "the ServiceMonitor CRD changed; reconciling every LlmProxy"
+                );
+                return Some(((), (served, last)));
+            }
+        }
+    })
 }
 
 /// LlmProxies that own `secret` or reference it in their spec (so a changed Secret rolls the pods).

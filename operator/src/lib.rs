@@ -5,8 +5,8 @@
 //! - vocabulary: [`vocabulary`] (field manager, labels, annotations), [`kinds`] (the child-kind
 //!   table), [`config`] (the operator's runtime configuration), [`crd`] (the resources' types, CEL
 //!   and defaults);
-//! - kind-generic machinery: [`error`], [`metrics`], [`events`], [`memory`], [`context`],
-//!   [`apply`];
+//! - kind-generic machinery: [`error`], [`metrics`], [`events`], [`memory`], [`cache`],
+//!   [`context`], [`apply`];
 //! - one module per kind, each a straight pipeline — dereference → validate → build → apply →
 //!   status: [`llmproxy`];
 //! - runtime wiring: [`leader`], [`controller`]; [`rbac`] lists what it needs.
@@ -14,6 +14,7 @@
 //! docs/operator.md, "Developing", has the recipe for adding a kind.
 
 pub mod apply;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod controller;

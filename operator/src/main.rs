@@ -80,6 +80,9 @@ struct RunArgs {
     /// Seconds between re-reconciles of a healthy LlmProxy (periodic drift check).
     #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     resync_seconds: u64,
+    /// LlmProxies reconciled at once (more wait in the queue).
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = config::DEFAULT_RECONCILE_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
@@ -170,6 +173,7 @@ fn run(args: RunArgs) -> ExitCode {
         postgres_image: args.postgres_image,
         resync_interval: Duration::from_secs(args.resync_seconds),
         discovery_interval: config::DEFAULT_DISCOVERY_INTERVAL,
+        reconcile_concurrency: args.max_concurrent_reconciles,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -191,7 +195,12 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(controller::run(client, config, shutdown_signal()));
+    let result = runtime.block_on(controller::run(
+        client,
+        config,
+        Default::default(),
+        shutdown_signal(),
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

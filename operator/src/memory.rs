@@ -1,5 +1,6 @@
 //! What a controller remembers between reconciles, the same for every kind: per-object backoff,
-//! status writes its cache has not shown yet, and the wanted children as of the last sweep.
+//! status writes its cache has not shown yet, the wanted children as of the last sweep, and the
+//! version of each child last found to hold what the operator applies.
 //! Every map is keyed by object (uid or `namespace/name`) and bounded.
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ pub struct Memory<S> {
     pub unseen_status: UnseenStatuses<S>,
     /// Wanted children as of the last sweep.
     pub swept: SweptChildren,
+    /// The resourceVersion of each child last verified to match what was applied.
+    pub verified: VerifiedChildren,
 }
 
 impl<S> Default for Memory<S> {
@@ -30,12 +33,20 @@ impl<S> Default for Memory<S> {
             backoff: Backoff::default(),
             unseen_status: UnseenStatuses::default(),
             swept: SweptChildren::default(),
+            verified: VerifiedChildren::default(),
         }
     }
 }
 
+/// Most children [`VerifiedChildren`] remembers (several per object).
+pub const MAX_REMEMBERED_CHILDREN: usize = 100_000;
+
 fn insert_bounded<V>(map: &mut HashMap<String, V>, key: &str, value: V) {
-    if map.len() >= MAX_REMEMBERED && !map.contains_key(key) {
+    insert_bounded_to(map, MAX_REMEMBERED, key, value);
+}
+
+fn insert_bounded_to<V>(map: &mut HashMap<String, V>, bound: usize, key: &str, value: V) {
+    if map.len() >= bound && !map.contains_key(key) {
         map.clear();
     }
     map.insert(key.to_owned(), value);
@@ -109,6 +120,51 @@ impl SweptChildren {
     pub fn record(&self, uid: &str, fingerprint: u64) {
         if let Ok(mut swept) = self.0.lock() {
             insert_bounded(&mut swept, uid, fingerprint);
+        }
+    }
+}
+
+/// The resourceVersion at which each child (by `namespace/Kind/name`) last held what the operator
+/// applies: written by this operator, or read and compared field by field.
+///
+/// Any change to an object changes its resourceVersion, so while the cache shows the remembered
+/// version and the applied-hash is the one wanted, the child cannot have drifted and the drift
+/// check needs no read. The map lives as long as one leadership term.
+#[derive(Default)]
+pub struct VerifiedChildren(Mutex<HashMap<String, String>>);
+
+impl VerifiedChildren {
+    /// Whether `child` was verified at `resource_version`.
+    pub fn is_current(&self, child: &str, resource_version: Option<&str>) -> bool {
+        resource_version.is_some_and(|version| {
+            self.0
+                .lock()
+                .is_ok_and(|verified| verified.get(child).map(String::as_str) == Some(version))
+        })
+    }
+
+    /// Whether anything is remembered for `child` (it existed at some point of this term).
+    pub fn remembers(&self, child: &str) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|verified| verified.contains_key(child))
+    }
+
+    /// Records that `child` held what was applied at `resource_version`.
+    pub fn record(&self, child: &str, resource_version: Option<&str>) {
+        let Ok(mut verified) = self.0.lock() else {
+            return;
+        };
+        match resource_version {
+            Some(version) => insert_bounded_to(
+                &mut verified,
+                MAX_REMEMBERED_CHILDREN,
+                child,
+                version.to_owned(),
+            ),
+            None => {
+                verified.remove(child);
+            }
         }
     }
 }
@@ -221,6 +277,27 @@ mod tests {
         unseen.remember("uid", None, 2);
         assert_eq!(unseen.freshest("uid", Some(&7)), Some(7));
         assert_eq!(unseen.freshest("uid", None), None, "entry dropped");
+    }
+
+    #[test]
+    fn a_child_is_verified_only_at_the_remembered_version() {
+        let verified = VerifiedChildren::default();
+        assert!(
+            !verified.is_current("ns/Service/a", Some("1")),
+            "never verified"
+        );
+        verified.record("ns/Service/a", Some("1"));
+        assert!(verified.is_current("ns/Service/a", Some("1")));
+        assert!(
+            !verified.is_current("ns/Service/a", Some("2")),
+            "changed since"
+        );
+        assert!(!verified.is_current("ns/Service/a", None));
+        assert!(!verified.is_current("ns/Service/b", Some("1")), "per child");
+        assert!(verified.remembers("ns/Service/a"));
+        verified.record("ns/Service/a", None);
+        assert!(!verified.is_current("ns/Service/a", Some("1")), "forgotten");
+        assert!(!verified.remembers("ns/Service/a"));
     }
 
     #[test]

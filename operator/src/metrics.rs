@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tokio::sync::watch;
 
 /// Label set of the per-kind series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +45,9 @@ pub struct Metrics {
     /// 1 while this replica leads (or runs without leader election).
     pub leader: Gauge,
     ready: AtomicBool,
+    /// Reconciles finished (any kind), for in-process observers: a reconcile that finds nothing
+    /// changed makes no request, so this is how a test or benchmark knows one happened.
+    finished: watch::Sender<u64>,
 }
 
 impl Default for Metrics {
@@ -82,6 +86,7 @@ impl Default for Metrics {
             duration,
             leader,
             ready: AtomicBool::new(false),
+            finished: watch::Sender::new(0),
         }
     }
 }
@@ -102,6 +107,11 @@ impl Metrics {
         self.failures
             .get_or_create(&FailureLabels { kind, category })
             .inc();
+    }
+
+    /// The number of reconciles finished so far, updated as each one ends.
+    pub fn finished_reconciles(&self) -> watch::Receiver<u64> {
+        self.finished.subscribe()
     }
 
     /// Marks the process ready (`/readyz` returns 200).
@@ -135,6 +145,7 @@ impl Drop for ReconcileTimer<'_> {
             .duration
             .get_or_create(&KindLabel { kind: self.kind })
             .observe(self.start.elapsed().as_secs_f64());
+        self.metrics.finished.send_modify(|count| *count += 1);
     }
 }
 

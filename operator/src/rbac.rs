@@ -42,11 +42,11 @@ pub fn required_rbac() -> Vec<RbacRule> {
         child("", "configmaps"),
         child("autoscaling", "horizontalpodautoscalers"),
         child("networking.k8s.io", "ingresses"),
-        // Applied only when the CRD is served (found through API discovery, no CRD read needed).
+        // Applied and watched only while the CRD is served (found through API discovery, no CRD read needed).
         RbacRule {
             api_group: "monitoring.coreos.com",
             resource: "servicemonitors",
-            verbs: &["get", "list", "create", "patch", "delete"],
+            verbs: &["get", "list", "watch", "create", "patch", "delete"],
         },
         // Events through the kube Recorder (create, then patch for series).
         RbacRule {

@@ -80,10 +80,10 @@ entry of watchNamespaces). Keep in sync with rbac-rules.json (scripts/test-chart
   resources: ["ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Child ServiceMonitor when spec.metrics.serviceMonitor.enabled and the Prometheus Operator CRD is served (the
-# operator finds it through API discovery, which needs no rule). Not watched: no watch verb.
+# operator finds it through API discovery, which needs no rule); watched (metadata only) while the CRD is served.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Normal and Warning Events on LlmProxy objects (invalid spec, rollouts, API errors).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

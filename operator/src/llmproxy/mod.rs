@@ -30,6 +30,7 @@ use self::sources::SecretSources;
 use self::status::{Observed, Outcome};
 use self::validate::ValidatedProxy;
 use crate::apply::{Applier, ApplyReport};
+use crate::cache::Cache;
 use crate::config::OperatorConfig;
 use crate::context::Shared;
 use crate::crd::{LlmProxy, LlmProxyStatus};
@@ -46,15 +47,18 @@ pub const KIND: &str = "LlmProxy";
 pub struct Context {
     /// What all kinds share.
     pub shared: Shared,
+    /// The controller's caches of children and Secrets.
+    pub cache: Cache,
     /// What this kind's controller remembers between reconciles.
     pub memory: Memory<LlmProxyStatus>,
 }
 
 impl Context {
-    /// A context with empty memory.
-    pub fn new(shared: Shared) -> Self {
+    /// A context with empty memory, reading through `cache`.
+    pub fn new(shared: Shared, cache: Cache) -> Self {
         Self {
             shared,
+            cache,
             memory: Memory::default(),
         }
     }
@@ -160,8 +164,15 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
     let Dereferenced {
         referenced,
         observed: observed_children,
-    } = dereference::dereference(&ctx.shared.client, &namespace, &name, &proxy.spec, &sources)
-        .await?;
+    } = dereference::dereference(
+        &ctx.shared.client,
+        &ctx.cache,
+        &namespace,
+        &name,
+        &proxy.spec,
+        &sources,
+    )
+    .await?;
 
     // 2.–4. validate, build, apply (nothing is written while suspended)
     let management_token_secret = sources.management_token.name.clone();
@@ -171,6 +182,8 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
     } else {
         let applier = Applier::new(
             ctx.shared.client.clone(),
+            &ctx.cache,
+            &ctx.memory.verified,
             namespace.clone(),
             name.clone(),
             uid.clone(),
@@ -258,7 +271,7 @@ async fn converge(
     sources: SecretSources,
     referenced: ReferencedData,
     ctx: &Context,
-    applier: &Applier,
+    applier: &Applier<'_>,
     uid: &str,
     report: &mut ApplyReport,
 ) -> Result<bool, Error> {

@@ -1,9 +1,10 @@
 use std::collections::BTreeMap;
 
 use llm_proxy_operator::apply::is_subset;
+use llm_proxy_operator::cache::secret_digest;
 use llm_proxy_operator::config::OperatorConfig;
 use llm_proxy_operator::kinds::CHILD_KINDS;
-use llm_proxy_operator::llmproxy::dereference::ReferencedData;
+use llm_proxy_operator::llmproxy::dereference::{DrawnToken, ReferencedData};
 use llm_proxy_operator::llmproxy::resources::{self, secrets::generated_management_secret};
 use llm_proxy_operator::llmproxy::{render, validate};
 use llm_proxy_operator::memory::{MAX_BACKOFF, backoff};
@@ -381,11 +382,11 @@ fn config_hash_changes_iff_inputs_change() {
             "mt".to_owned(),
             Some(BTreeMap::from([(
                 "MANAGEMENT_TOKEN".to_owned(),
-                token.as_bytes().to_vec(),
+                secret_digest(token.as_bytes()),
             )])),
         )]),
         service_monitor_crd_served: true,
-        management_secret_to_create: false,
+        drawn_management_token: None,
     };
     let base = hash(spec, &data("one"));
     assert_eq!(base, hash(spec, &data("one")), "deterministic");
@@ -421,9 +422,12 @@ fn generated_management_secret_holds_the_token_drawn_for_it() {
     let drawn = |token: Vec<u8>| ReferencedData {
         secrets: BTreeMap::from([(
             "demo-management".to_owned(),
-            Some(BTreeMap::from([("MANAGEMENT_TOKEN".to_owned(), token)])),
+            Some(BTreeMap::from([(
+                "MANAGEMENT_TOKEN".to_owned(),
+                secret_digest(&token),
+            )])),
         )]),
-        management_secret_to_create: true,
+        drawn_management_token: Some(DrawnToken(token)),
         ..ReferencedData::default()
     };
     let secret = |referenced: ReferencedData| {
@@ -439,7 +443,7 @@ fn generated_management_secret_holds_the_token_drawn_for_it() {
     let first = secret(drawn(one.clone())).expect("created when missing");
     assert!(
         secret(ReferencedData {
-            management_secret_to_create: false,
+            drawn_management_token: None,
             ..drawn(one.clone())
         })
         .is_none(),

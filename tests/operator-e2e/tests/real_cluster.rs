@@ -78,9 +78,14 @@ impl Cluster {
             watch_namespaces: vec![namespace.clone()],
             ..OperatorConfig::default()
         };
-        tokio::spawn(controller::run(client.clone(), config, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(controller::run(
+            client.clone(),
+            config,
+            Default::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             client,
             namespace,

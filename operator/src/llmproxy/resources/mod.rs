@@ -40,7 +40,7 @@ fn push(children: &mut Vec<serde_json::Value>, object: impl Serialize) -> Result
     Ok(())
 }
 
-/// sha256 over the rendered configuration and every referenced Secret's data.
+/// sha256 over the rendered configuration and the sha256 of every referenced Secret key.
 pub fn config_hash(ctx: &ValidatedProxy<'_>) -> String {
     let mut hasher = Sha256::new();
     let mut field = |bytes: &[u8]| {
@@ -63,7 +63,7 @@ pub fn config_hash(ctx: &ValidatedProxy<'_>) -> String {
         field(source.key.as_bytes());
         field(
             ctx.referenced
-                .value(&source.name, &source.key)
+                .digest(&source.name, &source.key)
                 .unwrap_or_default(),
         );
     }

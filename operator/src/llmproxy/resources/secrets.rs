@@ -66,10 +66,10 @@ pub fn new_management_token() -> Vec<u8> {
 /// names another source.
 pub fn generated_management_secret(ctx: &ValidatedProxy<'_>) -> Option<Secret> {
     let source = &ctx.sources.management_token;
-    if source.origin != Origin::Generated || !ctx.referenced.management_secret_to_create {
+    if source.origin != Origin::Generated {
         return None;
     }
-    let token = ctx.referenced.value(&source.name, &source.key)?.to_vec();
+    let token = ctx.referenced.drawn_management_token.as_ref()?.0.clone();
     let mut metadata = ctx.metadata(
         management_secret_name(&ctx.name),
         COMPONENT_MANAGEMENT_TOKEN,

@@ -2,6 +2,7 @@
 //! operator (`controller::run`) running in-process, and condition waits with a timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)] // test support: failing loudly is the point
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fake_kube_apiserver::FakeApiServer;
@@ -13,6 +14,7 @@ use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use llm_proxy_operator::config::OperatorConfig;
 use llm_proxy_operator::controller;
 use llm_proxy_operator::crd::LlmProxy;
+use llm_proxy_operator::metrics::Metrics;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -23,6 +25,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct Harness {
     pub server: FakeApiServer,
     pub client: Client,
+    /// The metrics of every operator this harness starts.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The operator running in-process; stopped through its shutdown future.
@@ -70,9 +74,18 @@ impl Harness {
     }
 
     pub async fn without_crd() -> Self {
+        // RUST_LOG=llm_proxy_operator=debug shows the operator's logs in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let server = FakeApiServer::start().await;
         let client = server.client();
-        Self { server, client }
+        Self {
+            server,
+            client,
+            metrics: Arc::default(),
+        }
     }
 
     pub async fn install_crd(&self) {
@@ -85,9 +98,14 @@ impl Harness {
     pub fn start_operator(&self, config: OperatorConfig) -> RunningOperator {
         let (stop, stopped) = oneshot::channel::<()>();
         let client = self.client.clone();
-        let task = tokio::spawn(controller::run(client, config, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(controller::run(
+            client,
+            config,
+            self.metrics.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         RunningOperator {
             stop: Some(stop),
             task,
@@ -179,26 +197,27 @@ impl Harness {
     }
 
     /// Waits until the operator has reconciled `name` again after now. Each touch of the object
-    /// queues one reconcile, which reads the Deployment (every reconcile observes it); reconciles of
-    /// one object never overlap, so after three touches each followed by a read, every reconcile
-    /// queued by the first touch has finished.
+    /// queues one reconcile; reconciles of one object never overlap, so after three touches each
+    /// followed by a finished reconcile, every reconcile queued by the first touch has finished.
+    /// (Finished reconciles are counted by the operator's metrics: one that finds nothing changed
+    /// makes no request to watch for.)
     pub async fn await_full_reconcile(&self, name: &str) {
+        let mut finished = self.metrics.finished_reconciles();
         for round in 0..3 {
-            let gets = self
-                .server
-                .request_count(fake_kube_apiserver::Verb::Get, "deployments");
+            let before = *finished.borrow_and_update();
             self.proxies()
                 .patch(
                     name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"annotations": {"e2e/touch": format!("{round}-{gets}")}}})),
+                    &Patch::Merge(json!({"metadata": {"annotations": {"e2e/touch": format!("{round}-{before}")}}})),
                 )
                 .await
                 .unwrap();
-            self.wait_for("a reconcile to observe the Deployment", |server| {
-                server.request_count(fake_kube_apiserver::Verb::Get, "deployments") > gets
-            })
-            .await;
+            let reconciled = tokio::time::timeout(WAIT, finished.wait_for(|count| *count > before));
+            assert!(
+                matches!(reconciled.await, Ok(Ok(_))),
+                "timed out waiting for a reconcile of {name}"
+            );
         }
     }
 }
