@@ -36,22 +36,21 @@ pub enum ConfigError {
     Provider(#[from] ProviderError),
 }
 
-impl From<llm_proxy_events::ConfigError> for ConfigError {
-    fn from(err: llm_proxy_events::ConfigError) -> Self {
+impl From<llm_proxy_env::ValueError> for ConfigError {
+    fn from(err: llm_proxy_env::ValueError) -> Self {
         match err {
-            llm_proxy_events::ConfigError::Invalid {
+            llm_proxy_env::ValueError::Invalid {
                 name,
                 value,
                 reason,
             } => Self::Invalid {
                 name,
                 value,
-                reason: reason.to_owned(),
+                reason,
             },
-            llm_proxy_events::ConfigError::InvalidSecret { name, reason } => Self::InvalidSecret {
-                name,
-                reason: reason.to_owned(),
-            },
+            llm_proxy_env::ValueError::Withheld { name, reason } => {
+                Self::InvalidSecret { name, reason }
+            }
         }
     }
 }
