@@ -134,7 +134,7 @@ env_vars! {
     // Redis
     REDIS_URL = "REDIS_URL", default "", RedisUrl, Both, secret true, "Full Redis URL (`redis://` or `rediss://`); wins over REDIS_ADDR/REDIS_DB/REDIS_PASSWORD.";
     REDIS_ADDR = "REDIS_ADDR", default "localhost:6379", HostPort, Both, secret false, "Redis host:port.";
-    REDIS_DB = "REDIS_DB", default "0", Integer { min: 0, max: i64::MAX as u64 }, Both, secret false, "Redis database number.";
+    REDIS_DB = "REDIS_DB", default "0", Integer { min: 0, max: i32::MAX as u64 }, Both, secret false, "Redis database number.";
     REDIS_PASSWORD = "REDIS_PASSWORD", default "", Text, Both, secret true, "Redis password.";
     REDIS_STREAM_KEY = "REDIS_STREAM_KEY", default "llm-proxy-events", Text, Both, secret false, "Stream of instrumentation events.";
     REDIS_CONSUMER_GROUP = "REDIS_CONSUMER_GROUP", default "llm-proxy-dispatchers", Text, Dispatcher, secret false, "Consumer group of the dispatchers.";
