@@ -1,35 +1,59 @@
 //! Command-line flags of `llm-proxy dispatcher` and the validated configuration built from them
 //! and the environment (bus, Redis, stream and shutdown settings).
+//!
+//! A flag is read exactly as its variable (`--buffer` as `DISPATCHER_BUFFER`, winning over it):
+//! both go through `llm-proxy-env`'s reader, so a bad value is the same [`ValueError`], naming
+//! the variable, that the server and the operator's `check` give.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use llm_proxy_env as env;
-use llm_proxy_events::{ConfigError, EventBusKind, RedisSettings, StreamSettings, read_duration};
+use llm_proxy_env::{self as env, EventBusKind, Reader, ValueError};
+use llm_proxy_events::{RedisSettings, StreamSettings};
 
-/// Flags of the dispatcher; usable as a clap subcommand of the proxy binary.
-#[derive(Clone, clap::Args)]
+/// The backends (`DISPATCHER_SERVICE`).
+pub use llm_proxy_env::DispatcherService as Service;
+
+/// Flags of the dispatcher; usable as a clap subcommand of the proxy binary. Each holds the text of
+/// its variable and is parsed by [`DispatcherConfig::from_lookup`].
+#[derive(Clone, Default, clap::Args)]
 pub struct DispatcherArgs {
-    /// Backend that receives the events.
-    #[arg(long, env = env::DISPATCHER_SERVICE, value_enum, default_value_t = Service::File)]
-    pub service: Service,
+    /// Backend that receives the events: file (default), lunary or helicone.
+    #[arg(long, env = env::DISPATCHER_SERVICE)]
+    pub service: Option<String>,
     /// File path (file) or URL (lunary, helicone); defaults per service.
     #[arg(long, env = env::DISPATCHER_ENDPOINT)]
     pub endpoint: Option<String>,
     /// API key of the Lunary or Helicone backend (never logged).
     #[arg(long = "api-key", env = env::LLM_PROXY_API_KEY, hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Most entries held in memory at once (caps one stream read).
-    #[arg(long, env = env::DISPATCHER_BUFFER, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub buffer: u64,
-    /// Events per backend request.
-    #[arg(long = "batch-size", env = env::DISPATCHER_BATCH_SIZE, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch_size: u64,
-    /// Address of `/health`, `/ready` and `/metrics` (`:8081` = all interfaces).
-    #[arg(long = "health-addr", env = env::DISPATCHER_HEALTH_ADDR, default_value = ":8081")]
-    pub health_addr: String,
+    /// Most entries held in memory at once (caps one stream read; default 1000).
+    #[arg(long, env = env::DISPATCHER_BUFFER)]
+    pub buffer: Option<String>,
+    /// Events per backend request (default 100).
+    #[arg(long = "batch-size", env = env::DISPATCHER_BATCH_SIZE)]
+    pub batch_size: Option<String>,
+    /// Address of `/health`, `/ready` and `/metrics` (default `:8081` = all interfaces).
+    #[arg(long = "health-addr", env = env::DISPATCHER_HEALTH_ADDR)]
+    pub health_addr: Option<String>,
+}
+
+impl DispatcherArgs {
+    /// The flag that stands for the variable `name`, when given and not blank.
+    fn flag(&self, name: &str) -> Option<&str> {
+        let flag = match name {
+            env::DISPATCHER_SERVICE => &self.service,
+            env::DISPATCHER_ENDPOINT => &self.endpoint,
+            env::LLM_PROXY_API_KEY => &self.api_key,
+            env::DISPATCHER_BUFFER => &self.buffer,
+            env::DISPATCHER_BATCH_SIZE => &self.batch_size,
+            env::DISPATCHER_HEALTH_ADDR => &self.health_addr,
+            _ => return None,
+        };
+        flag.as_deref().filter(|value| !value.trim().is_empty())
+    }
 }
 
 impl fmt::Debug for DispatcherArgs {
@@ -42,28 +66,6 @@ impl fmt::Debug for DispatcherArgs {
             .field("batch_size", &self.batch_size)
             .field("health_addr", &self.health_addr)
             .finish()
-    }
-}
-
-/// The backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Service {
-    /// Append JSONL to a file.
-    File,
-    /// POST batches to Lunary.
-    Lunary,
-    /// POST single events to Helicone.
-    Helicone,
-}
-
-impl Service {
-    /// The flag value, also used in the default consumer name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::File => "file",
-            Self::Lunary => "lunary",
-            Self::Helicone => "helicone",
-        }
     }
 }
 
@@ -122,19 +124,9 @@ impl Default for RetryPolicy {
 /// A configuration error of the dispatcher, naming the flag or variable.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatcherConfigError {
-    /// Bus, Redis or stream variable.
+    /// A flag or variable holds a value its syntax refuses.
     #[error(transparent)]
-    Environment(#[from] ConfigError),
-    /// A flag holds an unusable value.
-    #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid {
-        /// Flag and variable.
-        name: &'static str,
-        /// What it held.
-        value: String,
-        /// What is expected.
-        reason: &'static str,
-    },
+    Value(#[from] ValueError),
     /// Lunary and Helicone need a key.
     #[error(
         "--api-key ({}) is required for --service {service}",
@@ -187,17 +179,24 @@ impl DispatcherConfig {
         Self::from_lookup(args, &|name| std::env::var(name).ok())
     }
 
-    /// Validates `args` together with the variables seen through `lookup`.
+    /// Validates `args` together with the variables seen through `lookup`; a flag wins over its
+    /// variable.
     pub fn from_lookup(
         args: DispatcherArgs,
         lookup: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, DispatcherConfigError> {
-        let bus = EventBusKind::from_lookup(lookup)?;
-        if bus == EventBusKind::InMemory && args.service != Service::File {
+        let reader = Reader::new(|name: &str| match args.flag(name) {
+            Some(flag) => Some(flag.to_owned()),
+            None => lookup(name),
+        });
+        let service: Service = reader.keyword(env::DISPATCHER_SERVICE)?;
+        let bus: EventBusKind = reader.keyword(env::LLM_PROXY_EVENT_BUS)?;
+        if bus == EventBusKind::InMemory && service != Service::File {
             return Err(DispatcherConfigError::InMemoryNeedsFileService);
         }
-        let endpoint = args.endpoint.filter(|value| !value.trim().is_empty());
-        let destination = match args.service {
+        let endpoint = reader.optional(env::DISPATCHER_ENDPOINT)?;
+        let api_key = reader.optional(env::LLM_PROXY_API_KEY)?;
+        let destination = match service {
             Service::File => Destination::File(PathBuf::from(
                 endpoint
                     .as_deref()
@@ -207,8 +206,8 @@ impl DispatcherConfig {
                 let (endpoint, api_key) = http_target(
                     endpoint,
                     env::DISPATCHER_DEFAULT_LUNARY_ENDPOINT,
-                    args.api_key,
-                    args.service,
+                    api_key,
+                    service,
                 )?;
                 Destination::Lunary { endpoint, api_key }
             }
@@ -216,29 +215,25 @@ impl DispatcherConfig {
                 let (endpoint, api_key) = http_target(
                     endpoint,
                     env::DISPATCHER_DEFAULT_HELICONE_ENDPOINT,
-                    args.api_key,
-                    args.service,
+                    api_key,
+                    service,
                 )?;
                 Destination::Helicone { endpoint, api_key }
             }
         };
-        let stream = StreamSettings::from_lookup(lookup)?;
-        let consumer_name = stream.consumer_name_for(args.service.as_str());
-        let verbose_value = lookup(env::LLM_PROXY_DISPATCHER_VERBOSE).unwrap_or_default();
+        let stream = StreamSettings::from_reader(&reader)?;
+        let consumer_name = stream.consumer_name_for(service.as_str());
         Ok(Self {
-            service: args.service,
+            service,
             destination,
             bus,
-            redis: RedisSettings::from_lookup(lookup)?,
+            redis: RedisSettings::from_reader(&reader)?,
             consumer_name,
-            batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
-            buffer: usize::try_from(args.buffer).unwrap_or(usize::MAX),
-            health_addr: parse_listen_addr(&args.health_addr)?,
-            verbose: matches!(
-                verbose_value.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes"
-            ),
-            shutdown_timeout: read_duration(lookup, env::SHUTDOWN_TIMEOUT, false)?,
+            batch_size: reader.integer(env::DISPATCHER_BATCH_SIZE)?,
+            buffer: reader.integer(env::DISPATCHER_BUFFER)?,
+            health_addr: reader.listen_addr(env::DISPATCHER_HEALTH_ADDR)?,
+            verbose: reader.bool(env::LLM_PROXY_DISPATCHER_VERBOSE)?,
+            shutdown_timeout: reader.duration(env::SHUTDOWN_TIMEOUT)?,
             retry: RetryPolicy::default(),
             stream,
         })
@@ -252,35 +247,21 @@ fn http_target(
     service: Service,
 ) -> Result<(http::Uri, String), DispatcherConfigError> {
     let endpoint = endpoint.unwrap_or_else(|| default.to_string());
-    let invalid = || DispatcherConfigError::Invalid {
-        name: env::DISPATCHER_ENDPOINT,
-        value: endpoint.clone(),
-        reason: "expected an http:// or https:// URL",
+    let invalid = || {
+        ValueError::new(
+            env::DISPATCHER_ENDPOINT,
+            &endpoint,
+            "expected an http:// or https:// URL",
+        )
     };
     let uri: http::Uri = endpoint.parse().map_err(|_| invalid())?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(invalid());
+        return Err(invalid().into());
     }
-    let api_key = api_key.filter(|key| !key.trim().is_empty()).ok_or(
-        DispatcherConfigError::MissingApiKey {
-            service: service.as_str(),
-        },
-    )?;
+    let api_key = api_key.ok_or(DispatcherConfigError::MissingApiKey {
+        service: service.as_str(),
+    })?;
     Ok((uri, api_key))
-}
-
-/// `:8081` (all interfaces), `127.0.0.1:8081` or `[::1]:8081`.
-fn parse_listen_addr(value: &str) -> Result<SocketAddr, DispatcherConfigError> {
-    let full = if value.starts_with(':') {
-        format!("0.0.0.0{value}")
-    } else {
-        value.to_string()
-    };
-    full.parse().map_err(|_| DispatcherConfigError::Invalid {
-        name: env::DISPATCHER_HEALTH_ADDR,
-        value: value.to_string(),
-        reason: "expected :PORT or HOST:PORT",
-    })
 }
 
 #[cfg(test)]
@@ -409,7 +390,145 @@ mod tests {
             bad_bus.to_string().contains("LLM_PROXY_EVENT_BUS"),
             "{bad_bus}"
         );
-        assert!(Cli::try_parse_from(["dispatcher", "--service", "splunk"]).is_err());
-        assert!(Cli::try_parse_from(["dispatcher", "--batch-size", "0"]).is_err());
+        for (flags, name) in [
+            (["--service", "splunk"], env::DISPATCHER_SERVICE),
+            (["--batch-size", "0"], env::DISPATCHER_BATCH_SIZE),
+            (["--buffer", "lots"], env::DISPATCHER_BUFFER),
+        ] {
+            let err =
+                DispatcherConfig::from_lookup(args(&flags), &lookup(&[REDIS_BUS])).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn shutdown_timeout_takes_the_same_go_durations_as_the_server() {
+        for (value, expected) in [
+            ("1.5s", Duration::from_millis(1500)),
+            ("500ms", Duration::from_millis(500)),
+            ("1h30m", Duration::from_secs(5400)),
+            ("0", Duration::ZERO),
+        ] {
+            let config = DispatcherConfig::from_lookup(
+                args(&[]),
+                &lookup(&[REDIS_BUS, (env::SHUTDOWN_TIMEOUT, value)]),
+            )
+            .unwrap();
+            assert_eq!(config.shutdown_timeout, expected, "{value}");
+        }
+        let bare = DispatcherConfig::from_lookup(
+            args(&[]),
+            &lookup(&[REDIS_BUS, (env::SHUTDOWN_TIMEOUT, "30")]),
+        )
+        .unwrap_err();
+        assert!(bare.to_string().contains("SHUTDOWN_TIMEOUT"), "{bare}");
+    }
+
+    #[test]
+    fn verbose_takes_the_one_boolean_syntax_and_refuses_anything_else() {
+        let verbose = |value: &str| {
+            DispatcherConfig::from_lookup(
+                args(&[]),
+                &lookup(&[REDIS_BUS, (env::LLM_PROXY_DISPATCHER_VERBOSE, value)]),
+            )
+            .map(|config| config.verbose)
+        };
+        for on in ["1", "true", "YES", "on"] {
+            assert!(verbose(on).unwrap(), "{on}");
+        }
+        for off in ["0", "false", "No", "off", ""] {
+            assert!(!verbose(off).unwrap(), "{off:?}");
+        }
+        for unknown in ["sometimes", "2", "enabled"] {
+            let err = verbose(unknown).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid LLM_PROXY_DISPATCHER_VERBOSE={unknown:?}: \
+                     expected true, false, 1, 0, yes, no, on or off"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_event_bus_takes_every_spelling_of_the_contract_in_any_case() {
+        for (value, expected) in [
+            ("in-memory", EventBusKind::InMemory),
+            ("IN-MEMORY", EventBusKind::InMemory),
+            ("redis-streams", EventBusKind::RedisStreams),
+            ("Redis-Streams", EventBusKind::RedisStreams),
+            ("redis", EventBusKind::RedisStreams),
+        ] {
+            let config = DispatcherConfig::from_lookup(
+                args(&[]),
+                &lookup(&[(env::LLM_PROXY_EVENT_BUS, value)]),
+            )
+            .unwrap();
+            assert_eq!(config.bus, expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_flag_is_read_like_its_variable_and_wins_over_it() {
+        let config = DispatcherConfig::from_lookup(
+            args(&["--buffer", "7", "--health-addr", "localhost:0"]),
+            &lookup(&[
+                REDIS_BUS,
+                (env::DISPATCHER_BUFFER, "9"),
+                (env::DISPATCHER_BATCH_SIZE, "3"),
+                (env::DISPATCHER_SERVICE, "File"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.buffer, 7);
+        assert_eq!(config.batch_size, 3);
+        assert_eq!(config.service, Service::File);
+        assert_eq!(config.health_addr.port(), 0);
+        let blank_flag =
+            DispatcherConfig::from_lookup(args(&["--buffer", " "]), &lookup(&[REDIS_BUS])).unwrap();
+        assert_eq!(blank_flag.buffer, 1000, "a blank flag means the default");
+    }
+
+    #[test]
+    fn every_variable_the_dispatcher_reads_refuses_what_check_refuses_with_its_message() {
+        // LOG_* are read by the binary's logging set-up (llm_proxy::config::LoggingConfig).
+        let read_by_the_binary = [env::LOG_LEVEL, env::LOG_FORMAT, env::LOG_FILE];
+        let dispatcher_vars = env::ALL.iter().filter(|var| {
+            matches!(var.scope, env::Scope::Dispatcher | env::Scope::Both)
+                && !read_by_the_binary.contains(&var.name)
+        });
+        for var in dispatcher_vars {
+            let at_default =
+                DispatcherConfig::from_lookup(args(&[]), &lookup(&[(var.name, var.default)]));
+            assert!(
+                at_default.is_ok(),
+                "{}={:?}: {at_default:?}",
+                var.name,
+                var.default
+            );
+            let Some(bad) = var.syntax.refused_example() else {
+                continue;
+            };
+            let expected = env::check(var.name, bad).unwrap_err().to_string();
+            let err =
+                DispatcherConfig::from_lookup(args(&[]), &lookup(&[REDIS_BUS, (var.name, bad)]))
+                    .unwrap_err();
+            assert_eq!(err.to_string(), expected, "{}={bad:?}", var.name);
+        }
+    }
+
+    #[test]
+    fn a_secret_value_is_never_shown_in_an_error() {
+        let err = DispatcherConfig::from_lookup(
+            args(&[]),
+            &lookup(&[REDIS_BUS, (env::REDIS_URL, "http://:hunter2@cache:6379")]),
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("REDIS_URL") && !message.contains("hunter2"),
+            "{message}"
+        );
     }
 }

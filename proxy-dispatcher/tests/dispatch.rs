@@ -81,12 +81,12 @@ fn config_with(
         (env::SHUTDOWN_TIMEOUT, "5s".to_string()),
     ]);
     let args = DispatcherArgs {
-        service,
+        service: Some(service.as_str().to_string()),
         endpoint: Some(endpoint.to_string()),
         api_key: Some("test-api-key".to_string()),
-        buffer: 1000,
-        batch_size,
-        health_addr: "127.0.0.1:0".to_string(),
+        buffer: Some("1000".to_string()),
+        batch_size: Some(batch_size.to_string()),
+        health_addr: Some("127.0.0.1:0".to_string()),
     };
     let mut config = DispatcherConfig::from_lookup(args, &|name| vars.get(name).cloned()).unwrap();
     config.retry = RetryPolicy {

@@ -26,8 +26,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::InstrumentationEvent;
-use crate::settings::{EventBusKind, StreamSettings};
+use crate::settings::StreamSettings;
 use crate::spool::{Spool, SpoolError, SpoolSettings};
+use llm_proxy_env::EventBusKind;
 
 /// Events written to Redis in one pipeline.
 const WRITE_BATCH: usize = 64;

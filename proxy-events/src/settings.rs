@@ -1,166 +1,16 @@
-//! Event-bus and Redis configuration, read from the environment once and validated.
+//! Redis, stream and spool configuration of the event bus, read from the environment once and
+//! validated.
 //!
-//! Every value comes from a variable of the `llm-proxy-env` contract; an empty variable means its
-//! default. Errors name the variable; values of secret variables (`REDIS_URL`, `REDIS_PASSWORD`)
-//! never appear in errors, `Debug` output or logs.
+//! Every value comes from a variable of the `llm-proxy-env` contract and is read through its
+//! [`Reader`], so the server and the dispatcher parse them alike and a bad value is the same
+//! [`ValueError`] in both. Values of secret variables (`REDIS_URL`, `REDIS_PASSWORD`) never appear
+//! in errors, `Debug` output or logs. The bus itself is [`llm_proxy_env::EventBusKind`].
 
 use std::fmt;
 use std::time::Duration;
 
-use llm_proxy_env as env;
+use llm_proxy_env::{self as env, Reader, ValueError};
 use redis::IntoConnectionInfo as _;
-
-/// A configuration value that cannot be used. Secret values are never included.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A non-secret variable holds an unusable value.
-    #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// What it held.
-        value: String,
-        /// What is expected.
-        reason: &'static str,
-    },
-    /// A secret variable holds an unusable value (the value is not repeated).
-    #[error("{name} is invalid: {reason}")]
-    InvalidSecret {
-        /// The variable.
-        name: &'static str,
-        /// What is expected.
-        reason: &'static str,
-    },
-}
-
-/// Reads one variable through `lookup`; unset or blank means the contract's default.
-pub(crate) fn read_var(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> String {
-    match lookup(name) {
-        Some(value) if !value.trim().is_empty() => value.trim().to_string(),
-        _ => env::find(name)
-            .map(|var| var.default)
-            .unwrap_or_default()
-            .to_string(),
-    }
-}
-
-/// Reads a variable that must hold a number of at least `min`.
-pub fn read_number<T>(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    min: T,
-    reason: &'static str,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd,
-{
-    let value = read_var(lookup, name);
-    match value.parse::<T>() {
-        Ok(number) if number >= min => Ok(number),
-        _ => Err(ConfigError::Invalid {
-            name,
-            value,
-            reason,
-        }),
-    }
-}
-
-/// Reads a variable holding a Go-style duration (`500ms`, `5s`, `1m30s`, `1h`).
-pub fn read_duration(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    allow_zero: bool,
-) -> Result<Duration, ConfigError> {
-    let value = read_var(lookup, name);
-    match parse_duration(&value) {
-        Some(duration) if allow_zero || !duration.is_zero() => Ok(duration),
-        _ => Err(ConfigError::Invalid {
-            name,
-            value,
-            reason: if allow_zero {
-                "expected a duration such as 500ms, 5s, 1m30s"
-            } else {
-                "expected a positive duration such as 500ms, 5s, 1m30s"
-            },
-        }),
-    }
-}
-
-/// Parses the integer subset of Go's `time.ParseDuration`: `0`, or number+unit groups (ns, us, ms, s, m, h).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = text;
-    let mut total = Duration::ZERO;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits_end == 0 {
-            return None;
-        }
-        let (digits, after) = rest.split_at(digits_end);
-        let amount: u64 = digits.parse().ok()?;
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_end);
-        let part = match unit {
-            "ns" => Duration::from_nanos(amount),
-            "us" | "µs" => Duration::from_micros(amount),
-            "ms" => Duration::from_millis(amount),
-            "s" => Duration::from_secs(amount),
-            "m" => Duration::from_secs(amount.checked_mul(60)?),
-            "h" => Duration::from_secs(amount.checked_mul(3600)?),
-            _ => return None,
-        };
-        total = total.checked_add(part)?;
-        rest = next;
-    }
-    Some(total)
-}
-
-/// Which event bus carries instrumentation events (`LLM_PROXY_EVENT_BUS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventBusKind {
-    /// In-process fan-out; nothing crosses process boundaries.
-    InMemory,
-    /// A Redis stream shared by the proxies and the dispatchers.
-    RedisStreams,
-}
-
-impl EventBusKind {
-    /// Reads `LLM_PROXY_EVENT_BUS` from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|name| std::env::var(name).ok())
-    }
-
-    /// Reads `LLM_PROXY_EVENT_BUS` (`in-memory` default, `redis-streams`, or its alias `redis`).
-    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let value = read_var(lookup, env::LLM_PROXY_EVENT_BUS);
-        match value.as_str() {
-            "in-memory" => Ok(Self::InMemory),
-            "redis-streams" | "redis" => Ok(Self::RedisStreams),
-            _ => Err(ConfigError::Invalid {
-                name: env::LLM_PROXY_EVENT_BUS,
-                value,
-                reason: "expected in-memory, redis-streams or redis",
-            }),
-        }
-    }
-
-    /// The canonical name, as accepted by `LLM_PROXY_EVENT_BUS`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InMemory => "in-memory",
-            Self::RedisStreams => "redis-streams",
-        }
-    }
-}
 
 /// Timeouts of the process's Redis connection manager.
 const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -184,39 +34,39 @@ impl fmt::Debug for RedisSettings {
 }
 
 impl RedisSettings {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|name| std::env::var(name).ok())
+    /// Reads the variables through `lookup`. `REDIS_URL` wins when set.
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ValueError> {
+        Self::from_reader(&Reader::new(lookup))
     }
 
-    /// Reads the variables through `lookup`. `REDIS_URL` wins when set.
-    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let url = read_var(lookup, env::REDIS_URL);
-        if !url.is_empty() {
-            return Self::from_url(env::REDIS_URL, &url);
+    /// Reads the variables through `reader`. `REDIS_URL` wins when set.
+    pub fn from_reader<F: Fn(&str) -> Option<String>>(
+        reader: &Reader<F>,
+    ) -> Result<Self, ValueError> {
+        // Every variable is checked, even those REDIS_URL overrides, so a typo shows at start-up.
+        let url = reader.optional(env::REDIS_URL)?;
+        let (host, port) = reader.parse(env::REDIS_ADDR, |addr| {
+            env::values::parse_host_port(addr).map(|(host, port)| (host.to_owned(), port))
+        })?;
+        let db: i64 = reader.integer(env::REDIS_DB)?;
+        let password = reader.optional(env::REDIS_PASSWORD)?;
+        match url {
+            Some(url) => Self::from_url(env::REDIS_URL, &url),
+            None => Self::from_parts(&host, port, db, password.as_deref()),
         }
-        let addr = read_var(lookup, env::REDIS_ADDR);
-        let db: i64 = read_number(lookup, env::REDIS_DB, 0, "expected a database number >= 0")?;
-        let password = read_var(lookup, env::REDIS_PASSWORD);
-        Self::from_parts(&addr, db, &password)
     }
 
     /// Reads a full `redis://` or `rediss://` URL held by the variable `name` (which errors name).
-    pub fn from_url(name: &'static str, url: &str) -> Result<Self, ConfigError> {
-        let invalid = || ConfigError::InvalidSecret {
-            name,
-            reason: "expected a redis:// or rediss:// URL",
-        };
+    pub fn from_url(name: &'static str, url: &str) -> Result<Self, ValueError> {
+        env::check(name, url)?;
+        let invalid = || ValueError::new(name, url, "expected a redis:// or rediss:// URL");
         let parsed = redis::parse_redis_url(url).ok_or_else(invalid)?;
         if !matches!(parsed.scheme(), "redis" | "rediss") {
             return Err(invalid());
         }
         let host = parsed.host_str().unwrap_or_default().to_string();
         if host.is_empty() {
-            return Err(ConfigError::InvalidSecret {
-                name,
-                reason: "the URL has no host",
-            });
+            return Err(ValueError::new(name, url, "the URL has no host"));
         }
         let connection = url.into_connection_info().map_err(|_| invalid())?;
         let display = format!(
@@ -232,28 +82,23 @@ impl RedisSettings {
         })
     }
 
-    fn from_parts(addr: &str, db: i64, password: &str) -> Result<Self, ConfigError> {
-        // A URL or `user:password@host` pasted here would be echoed by the error below.
-        if addr.contains('@') || addr.contains("://") {
-            return Err(ConfigError::InvalidSecret {
-                name: env::REDIS_ADDR,
-                reason: "expected host:port; a password goes in REDIS_PASSWORD and a URL in REDIS_URL",
-            });
-        }
-        let invalid_addr = || ConfigError::Invalid {
-            name: env::REDIS_ADDR,
-            value: addr.to_string(),
-            reason: "expected host:port",
-        };
-        let (host, port) = addr.rsplit_once(':').ok_or_else(invalid_addr)?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(invalid_addr());
-        }
+    fn from_parts(
+        host: &str,
+        port: u16,
+        db: i64,
+        password: Option<&str>,
+    ) -> Result<Self, ValueError> {
         let connection = format!("redis://{host}:{port}/")
             .into_connection_info()
-            .map_err(|_| invalid_addr())?;
+            .map_err(|_| {
+                ValueError::new(
+                    env::REDIS_ADDR,
+                    &format!("{host}:{port}"),
+                    "expected host:port",
+                )
+            })?;
         let mut redis_settings = connection.redis_settings().clone().set_db(db);
-        if !password.is_empty() {
+        if let Some(password) = password {
             redis_settings = redis_settings.set_password(password);
         }
         let connection = connection.set_redis_settings(redis_settings);
@@ -296,23 +141,25 @@ impl crate::spool::SpoolSettings {
     /// bound is 0 (no spool: events beyond the queue are dropped and counted).
     pub fn from_lookup(
         lookup: &impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<Self>, ConfigError> {
-        let max_bytes: u64 = read_number(
-            lookup,
-            env::LLM_PROXY_EVENT_SPOOL_MAX_BYTES,
-            0,
-            "expected a number of bytes >= 0",
-        )?;
-        let path = read_var(lookup, env::LLM_PROXY_EVENT_SPOOL_PATH);
+    ) -> Result<Option<Self>, ValueError> {
+        Self::from_reader(&Reader::new(lookup))
+    }
+
+    /// Reads the spool variables through `reader`; see [`Self::from_lookup`].
+    pub fn from_reader<F: Fn(&str) -> Option<String>>(
+        reader: &Reader<F>,
+    ) -> Result<Option<Self>, ValueError> {
+        let max_bytes: u64 = reader.size(env::LLM_PROXY_EVENT_SPOOL_MAX_BYTES)?;
+        let path = reader.text(env::LLM_PROXY_EVENT_SPOOL_PATH)?;
         if max_bytes == 0 {
             return Ok(None);
         }
         if path.is_empty() {
-            return Err(ConfigError::Invalid {
-                name: env::LLM_PROXY_EVENT_SPOOL_PATH,
-                value: path,
-                reason: "expected a file path",
-            });
+            return Err(ValueError::new(
+                env::LLM_PROXY_EVENT_SPOOL_PATH,
+                &path,
+                "expected a file path",
+            ));
         }
         Ok(Some(Self {
             path: path.into(),
@@ -343,38 +190,24 @@ pub struct StreamSettings {
 }
 
 impl StreamSettings {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|name| std::env::var(name).ok())
+    /// Reads the variables through `lookup`.
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ValueError> {
+        Self::from_reader(&Reader::new(lookup))
     }
 
-    /// Reads the variables through `lookup`.
-    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let consumer_name = read_var(lookup, env::REDIS_CONSUMER_NAME);
+    /// Reads the variables through `reader`.
+    pub fn from_reader<F: Fn(&str) -> Option<String>>(
+        reader: &Reader<F>,
+    ) -> Result<Self, ValueError> {
         Ok(Self {
-            stream_key: read_var(lookup, env::REDIS_STREAM_KEY),
-            max_len: read_number(
-                lookup,
-                env::REDIS_STREAM_MAX_LEN,
-                0,
-                "expected an integer >= 0",
-            )?,
-            group: read_var(lookup, env::REDIS_CONSUMER_GROUP),
-            consumer_name: (!consumer_name.is_empty()).then_some(consumer_name),
-            block: read_duration(lookup, env::REDIS_STREAM_BLOCK_TIME, false)?,
-            claim_idle: read_duration(lookup, env::REDIS_STREAM_CLAIM_TIME, false)?,
-            read_count: read_number(
-                lookup,
-                env::REDIS_STREAM_BATCH_SIZE,
-                1,
-                "expected an integer >= 1",
-            )?,
-            buffer_size: read_number(
-                lookup,
-                env::OBSERVABILITY_BUFFER_SIZE,
-                1,
-                "expected an integer >= 1",
-            )?,
+            stream_key: reader.text(env::REDIS_STREAM_KEY)?,
+            max_len: reader.integer(env::REDIS_STREAM_MAX_LEN)?,
+            group: reader.text(env::REDIS_CONSUMER_GROUP)?,
+            consumer_name: reader.optional(env::REDIS_CONSUMER_NAME)?,
+            block: reader.duration(env::REDIS_STREAM_BLOCK_TIME)?,
+            claim_idle: reader.duration(env::REDIS_STREAM_CLAIM_TIME)?,
+            read_count: reader.integer(env::REDIS_STREAM_BATCH_SIZE)?,
+            buffer_size: reader.integer(env::OBSERVABILITY_BUFFER_SIZE)?,
         })
     }
 
@@ -409,35 +242,6 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn durations_follow_go_syntax() {
-        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration(""), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("5 s"), None);
-    }
-
-    #[test]
-    fn event_bus_kind_accepts_redis_alias_and_rejects_unknown_values() {
-        assert_eq!(
-            EventBusKind::from_lookup(&lookup(&[])).unwrap(),
-            EventBusKind::InMemory
-        );
-        let redis = lookup(&[(env::LLM_PROXY_EVENT_BUS, "redis")]);
-        assert_eq!(
-            EventBusKind::from_lookup(&redis).unwrap(),
-            EventBusKind::RedisStreams
-        );
-        let err =
-            EventBusKind::from_lookup(&lookup(&[(env::LLM_PROXY_EVENT_BUS, "kafka")])).unwrap_err();
-        assert!(err.to_string().contains("LLM_PROXY_EVENT_BUS"), "{err}");
-        assert!(err.to_string().contains("kafka"), "{err}");
     }
 
     #[test]
@@ -511,6 +315,39 @@ mod tests {
                 .contains(env::LLM_PROXY_EVENT_SPOOL_MAX_BYTES),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_redis_variable_is_checked_even_when_redis_url_wins() {
+        for (name, value) in [(env::REDIS_ADDR, "no-port"), (env::REDIS_DB, "one")] {
+            let err = RedisSettings::from_lookup(&lookup(&[
+                (env::REDIS_URL, "redis://cache:6379/0"),
+                (name, value),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.name(), name, "{err}");
+        }
+    }
+
+    #[test]
+    fn stream_durations_take_fractions_as_the_server_does() {
+        let settings = StreamSettings::from_lookup(&lookup(&[
+            (env::REDIS_STREAM_BLOCK_TIME, "1.5s"),
+            (env::REDIS_STREAM_CLAIM_TIME, "1m30s"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.block, Duration::from_millis(1500));
+        assert_eq!(settings.claim_idle, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn the_spool_bound_is_a_size() {
+        use crate::spool::SpoolSettings;
+        let spool =
+            SpoolSettings::from_lookup(&lookup(&[(env::LLM_PROXY_EVENT_SPOOL_MAX_BYTES, "64MiB")]))
+                .unwrap()
+                .unwrap();
+        assert_eq!(spool.max_bytes, 64 << 20);
     }
 
     #[test]

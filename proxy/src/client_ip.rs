@@ -9,74 +9,21 @@
 use std::net::IpAddr;
 
 use http::HeaderMap;
-
-/// An IP network, `address/prefix` (a bare address is a single host).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNetwork {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl IpNetwork {
-    /// Parses `10.0.0.0/8`, `fd00::/8` or a bare address.
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        const EXPECTED: &str =
-            "expected IP addresses or CIDR ranges such as 10.0.0.0/8, separated by commas";
-        let (address, prefix) = match raw.trim().split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (raw.trim(), None),
-        };
-        let address: IpAddr = address.parse().map_err(|_| EXPECTED)?;
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(prefix) => prefix.parse::<u8>().map_err(|_| EXPECTED)?,
-            None => max,
-        };
-        if prefix > max {
-            return Err("CIDR prefix longer than the address");
-        }
-        Ok(Self { address, prefix })
-    }
-
-    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 address).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.address, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                masked(u128::from(u32::from(net)), self.prefix, 32)
-                    == masked(u128::from(u32::from(ip)), self.prefix, 32)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(u128::from(net), self.prefix, 128)
-                    == masked(u128::from(ip), self.prefix, 128)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
-    if prefix == 0 {
-        return 0;
-    }
-    bits >> (width - prefix)
-}
+use llm_proxy_env::IpNetwork;
 
 /// The reverse proxies whose forwarding headers are believed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<IpNetwork>);
 
 impl TrustedProxies {
-    /// Parses a comma-separated list; empty = trust no one.
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        raw.split(',')
-            .filter(|part| !part.trim().is_empty())
-            .map(IpNetwork::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self)
+    /// These networks; none = trust no one.
+    pub fn new(networks: Vec<IpNetwork>) -> Self {
+        Self(networks)
+    }
+
+    /// Parses a comma-separated list as `LLM_PROXY_TRUSTED_PROXIES` holds it; empty = trust no one.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        llm_proxy_env::values::parse_ip_networks(raw).map(Self)
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
@@ -170,22 +117,12 @@ mod tests {
     }
 
     #[test]
-    fn networks_parse_and_match() {
+    fn the_list_is_the_contract_syntax() {
         assert!(TrustedProxies::parse("").is_ok_and(|t| t.0.is_empty()));
         assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
-        assert!(TrustedProxies::parse("10.0.0.0/x").is_err());
         assert!(TrustedProxies::parse("example.com").is_err());
-        let v6 = IpNetwork::parse("fd00::/8").unwrap_or(IpNetwork {
-            address: ip("::"),
-            prefix: 128,
-        });
-        assert!(v6.contains(ip("fd12::1")));
-        assert!(!v6.contains(ip("fe80::1")));
-        let all = IpNetwork::parse("0.0.0.0/0").unwrap_or(IpNetwork {
-            address: ip("1.1.1.1"),
-            prefix: 32,
-        });
-        assert!(all.contains(ip("8.8.8.8")));
-        assert!(!all.contains(ip("::1")));
+        let v6 = TrustedProxies::parse("fd00::/8").unwrap_or_default();
+        assert!(v6.trusts(ip("fd12::1")));
+        assert!(!v6.trusts(ip("fe80::1")));
     }
 }

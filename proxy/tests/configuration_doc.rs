@@ -9,7 +9,7 @@ const END: &str = "<!-- END GENERATED: variables -->";
 
 fn table() -> String {
     let mut out = String::from(
-        "| Variable | Default | Read by | Secret | Meaning |\n|---|---|---|---|---|\n",
+        "| Variable | Default | Syntax | Read by | Secret | Meaning |\n|---|---|---|---|---|---|\n",
     );
     for var in ALL {
         let default = if var.default.is_empty() {
@@ -24,8 +24,9 @@ fn table() -> String {
         };
         let secret = if var.secret { "yes" } else { "" };
         out.push_str(&format!(
-            "| `{}` | {default} | {scope} | {secret} | {} |\n",
+            "| `{}` | {default} | {} | {scope} | {secret} | {} |\n",
             var.name,
+            var.syntax.describe(),
             var.help.replace('|', "\\|")
         ));
     }

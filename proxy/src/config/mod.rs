@@ -1,22 +1,26 @@
 //! Configuration of `llm-proxy server`, read once from the environment into typed structs.
 //!
-//! Every variable name and default comes from `llm-proxy-env`. A value that does not parse is a start-up
-//! error naming the variable and the value (the value is withheld for secrets); nothing falls back
-//! silently. Empty variables count as unset.
+//! Every variable name, default and value syntax comes from `llm-proxy-env`, and every value is read
+//! through its [`Reader`]: a value that does not parse is a start-up error naming the variable and
+//! the value (the value is withheld for secrets), the same [`ValueError`] the dispatcher and the
+//! operator give; nothing falls back silently. Empty variables count as unset. This module adds the
+//! rules between variables (a required token, `DATABASE_URL` with `DB_DRIVER=postgres`, the
+//! encryption key) and the providers file.
 
 mod providers;
-pub mod values;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use llm_proxy_env as env;
+use llm_proxy_env::{self as env, DbDriver, Reader, ValueError};
 use llm_proxy_events::{RedisSettings, SpoolSettings};
 use llm_proxy_store::{Driver, EncryptionKey, StoreConfig};
 
+pub use llm_proxy_env::{EventBusKind, HttpCacheBackend, LogFormat, LogLevel};
 pub use providers::{ParamRule, Provider, ProviderError, fallback_provider, glob_match};
 
+use crate::client_ip::TrustedProxies;
 use crate::secret::Secret;
 
 /// A configuration value that prevents start-up.
@@ -24,36 +28,11 @@ use crate::secret::Secret;
 pub enum ConfigError {
     #[error("{name} is required but not set")]
     Missing { name: &'static str },
-    #[error("invalid {name}={value:?}: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
-    #[error("invalid {name} (secret, value not shown): {reason}")]
-    InvalidSecret { name: &'static str, reason: String },
+    /// A variable holds a value its syntax refuses.
+    #[error(transparent)]
+    Value(#[from] ValueError),
     #[error("{0}")]
     Provider(#[from] ProviderError),
-}
-
-impl From<llm_proxy_events::ConfigError> for ConfigError {
-    fn from(err: llm_proxy_events::ConfigError) -> Self {
-        match err {
-            llm_proxy_events::ConfigError::Invalid {
-                name,
-                value,
-                reason,
-            } => Self::Invalid {
-                name,
-                value,
-                reason: reason.to_owned(),
-            },
-            llm_proxy_events::ConfigError::InvalidSecret { name, reason } => Self::InvalidSecret {
-                name,
-                reason: reason.to_owned(),
-            },
-        }
-    }
 }
 
 /// Limits of client connections, served by the `connections` module (`LLM_PROXY_MAX_CONNECTIONS`,
@@ -78,7 +57,7 @@ pub struct ServerConfig {
     /// Client connection cap and the deadlines of slow clients.
     pub connections: ConnectionSettings,
     /// Whose forwarding headers name the client (`LLM_PROXY_TRUSTED_PROXIES`).
-    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    pub trusted_proxies: TrustedProxies,
     /// Bound on the circuit-breaker keys stored ([`crate::breaker`]).
     pub circuit_breaker_max_keys: u64,
     pub shutdown_timeout: Duration,
@@ -95,20 +74,6 @@ pub struct ServerConfig {
     pub redis: RedisConfig,
     pub http_cache: HttpCacheConfig,
     pub rate_limit: RateLimitConfig,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,12 +122,6 @@ pub struct ObservabilityConfig {
     pub max_response_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventBusKind {
-    InMemory,
-    RedisStreams,
-}
-
 /// Redis as every feature of the process reaches it (`REDIS_URL`, else `REDIS_ADDR` + `REDIS_DB` +
 /// `REDIS_PASSWORD`), parsed by the event-bus crate so the server and the dispatcher agree.
 #[derive(Debug, Clone)]
@@ -172,12 +131,6 @@ pub struct RedisConfig {
     pub stream_max_len: u64,
     /// The Redis Streams publisher's spool (`None` = `LLM_PROXY_EVENT_SPOOL_MAX_BYTES=0`).
     pub event_spool: Option<SpoolSettings>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpCacheBackend {
-    InMemory,
-    Redis,
 }
 
 #[derive(Debug, Clone)]
@@ -216,135 +169,20 @@ impl ServerConfig {
     }
 }
 
-/// Reads variables through a lookup function so tests never touch the process environment.
-struct Env<F> {
-    lookup: F,
-}
-
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    /// The raw value, or the contract default when unset or empty.
-    fn raw(&self, name: &'static str) -> String {
-        match (self.lookup)(name) {
-            Some(value) if !value.trim().is_empty() => value,
-            _ => env::find(name)
-                .map(|v| v.default.to_owned())
-                .unwrap_or_default(),
-        }
-    }
-
-    fn optional(&self, name: &'static str) -> Option<String> {
-        let value = self.raw(name);
-        (!value.trim().is_empty()).then(|| value.trim().to_owned())
-    }
-
-    fn secret(&self, name: &'static str) -> Option<Secret> {
-        self.optional(name).map(Secret::new)
-    }
-
-    fn parse<T>(
-        &self,
-        name: &'static str,
-        parse: impl Fn(&str) -> Result<T, &'static str>,
-    ) -> Result<T, ConfigError> {
-        let value = self.raw(name);
-        parse(&value).map_err(|reason| ConfigError::Invalid {
-            name,
-            value,
-            reason: reason.to_owned(),
-        })
-    }
-
-    fn one_of<T: Copy>(&self, name: &'static str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
-        let value = self.raw(name);
-        let wanted = value.trim().to_ascii_lowercase();
-        choices
-            .iter()
-            .find(|(label, _)| *label == wanted)
-            .map(|(_, choice)| *choice)
-            .ok_or_else(|| ConfigError::Invalid {
-                name,
-                reason: format!(
-                    "expected one of {}",
-                    choices
-                        .iter()
-                        .map(|(l, _)| *l)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                value,
-            })
-    }
-
-    fn count(&self, name: &'static str) -> Result<u64, ConfigError> {
-        self.parse(name, values::parse_count)
-    }
-
-    fn usize(&self, name: &'static str) -> Result<usize, ConfigError> {
-        self.parse(name, |raw| {
-            values::parse_count(raw).and_then(|n| usize::try_from(n).map_err(|_| "value too large"))
-        })
-    }
-
-    fn u32(&self, name: &'static str) -> Result<u32, ConfigError> {
-        self.parse(name, |raw| {
-            values::parse_count(raw).and_then(|n| u32::try_from(n).map_err(|_| "value too large"))
-        })
-    }
-
-    fn positive_usize(&self, name: &'static str) -> Result<usize, ConfigError> {
-        self.parse(name, |raw| match values::parse_count(raw)? {
-            0 => Err("must be at least 1"),
-            n => usize::try_from(n).map_err(|_| "value too large"),
-        })
-    }
-
-    fn size_usize(&self, name: &'static str) -> Result<usize, ConfigError> {
-        self.parse(name, |raw| {
-            values::parse_size(raw).and_then(|n| usize::try_from(n).map_err(|_| "value too large"))
-        })
-    }
-
-    fn duration(&self, name: &'static str) -> Result<Duration, ConfigError> {
-        self.parse(name, values::parse_duration)
-    }
-
-    fn positive_duration(&self, name: &'static str) -> Result<Duration, ConfigError> {
-        self.parse(name, |raw| match values::parse_duration(raw)? {
-            Duration::ZERO => Err("must be greater than zero"),
-            d => Ok(d),
-        })
-    }
-
-    fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
-        self.parse(name, values::parse_bool)
-    }
-}
-
 impl LoggingConfig {
     /// Reads `LOG_LEVEL`, `LOG_FORMAT` and `LOG_FILE` alone (the dispatcher needs no server settings).
     pub fn from_env() -> Result<Self, ConfigError> {
-        logging_config(&Env {
-            lookup: |name: &str| std::env::var(name).ok(),
-        })
+        logging_config(&Reader::from_process_env())
     }
 }
 
-fn logging_config<F: Fn(&str) -> Option<String>>(e: &Env<F>) -> Result<LoggingConfig, ConfigError> {
+fn logging_config<F: Fn(&str) -> Option<String>>(
+    e: &Reader<F>,
+) -> Result<LoggingConfig, ConfigError> {
     Ok(LoggingConfig {
-        level: e.one_of(
-            env::LOG_LEVEL,
-            &[
-                ("debug", LogLevel::Debug),
-                ("info", LogLevel::Info),
-                ("warn", LogLevel::Warn),
-                ("error", LogLevel::Error),
-            ],
-        )?,
-        format: e.one_of(
-            env::LOG_FORMAT,
-            &[("json", LogFormat::Json), ("text", LogFormat::Text)],
-        )?,
-        file: e.optional(env::LOG_FILE).map(PathBuf::from),
+        level: e.keyword(env::LOG_LEVEL)?,
+        format: e.keyword(env::LOG_FORMAT)?,
+        file: e.optional(env::LOG_FILE)?.map(PathBuf::from),
     })
 }
 
@@ -356,156 +194,103 @@ impl ServerConfig {
 
     /// Reads variables through `lookup` (a name → value function).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let e = Env { lookup };
-        let management_token = e
-            .secret(env::MANAGEMENT_TOKEN)
-            .ok_or(ConfigError::Missing {
-                name: env::MANAGEMENT_TOKEN,
-            })?;
+        let e = Reader::new(lookup);
+        let management_token =
+            e.optional(env::MANAGEMENT_TOKEN)?
+                .map(Secret::new)
+                .ok_or(ConfigError::Missing {
+                    name: env::MANAGEMENT_TOKEN,
+                })?;
         let encryption_key = e
-            .secret(env::ENCRYPTION_KEY)
-            .map(|key| EncryptionKey::from_base64(key.expose()))
-            .transpose()
-            .map_err(|err| ConfigError::InvalidSecret {
-                name: env::ENCRYPTION_KEY,
-                reason: err.to_string(),
-            })?;
+            .optional(env::ENCRYPTION_KEY)?
+            .map(|key| {
+                EncryptionKey::from_base64(&key)
+                    .map_err(|err| ValueError::new(env::ENCRYPTION_KEY, &key, err.to_string()))
+            })
+            .transpose()?;
         if e.bool(env::REQUIRE_ENCRYPTION_KEY)? && encryption_key.is_none() {
             return Err(ConfigError::Missing {
                 name: env::ENCRYPTION_KEY,
             });
         }
+        let max_concurrent_requests: usize = e.integer(env::MAX_CONCURRENT_REQUESTS)?;
         Ok(Self {
-            listen_addr: e.parse(env::LISTEN_ADDR, values::parse_listen_addr)?,
-            request_timeout: e.positive_duration(env::REQUEST_TIMEOUT)?,
-            max_request_size: e.parse(env::MAX_REQUEST_SIZE, |raw| {
-                match values::parse_size(raw)? {
-                    0 => Err("must be greater than zero"),
-                    n => Ok(n),
-                }
-            })?,
-            max_concurrent_requests: Some(e.usize(env::MAX_CONCURRENT_REQUESTS)?)
-                .filter(|n| *n > 0),
+            listen_addr: e.listen_addr(env::LISTEN_ADDR)?,
+            request_timeout: e.duration(env::REQUEST_TIMEOUT)?,
+            max_request_size: e.size(env::MAX_REQUEST_SIZE)?,
+            max_concurrent_requests: Some(max_concurrent_requests).filter(|n| *n > 0),
             connections: ConnectionSettings {
-                max_connections: e.positive_usize(env::LLM_PROXY_MAX_CONNECTIONS)?,
-                header_read_timeout: e.positive_duration(env::LLM_PROXY_HEADER_READ_TIMEOUT)?,
-                body_read_timeout: e.positive_duration(env::LLM_PROXY_BODY_READ_TIMEOUT)?,
+                max_connections: e.integer(env::LLM_PROXY_MAX_CONNECTIONS)?,
+                header_read_timeout: e.duration(env::LLM_PROXY_HEADER_READ_TIMEOUT)?,
+                body_read_timeout: e.duration(env::LLM_PROXY_BODY_READ_TIMEOUT)?,
             },
-            trusted_proxies: e.parse(
-                env::LLM_PROXY_TRUSTED_PROXIES,
-                crate::client_ip::TrustedProxies::parse,
-            )?,
-            circuit_breaker_max_keys: e.parse(env::LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS, |raw| {
-                match values::parse_count(raw)? {
-                    0 => Err("must be at least 1"),
-                    n => Ok(n),
-                }
-            })?,
+            trusted_proxies: TrustedProxies::new(e.ip_networks(env::LLM_PROXY_TRUSTED_PROXIES)?),
+            circuit_breaker_max_keys: e.integer(env::LLM_PROXY_CIRCUIT_BREAKER_MAX_KEYS)?,
             shutdown_timeout: e.duration(env::SHUTDOWN_TIMEOUT)?,
             management_token,
             provider: providers::load_provider(
-                std::path::Path::new(&e.raw(env::API_CONFIG_PATH)),
-                e.raw(env::DEFAULT_API_PROVIDER).trim(),
-                &e.raw(env::OPENAI_API_URL),
+                std::path::Path::new(&e.text(env::API_CONFIG_PATH)?),
+                &e.text(env::DEFAULT_API_PROVIDER)?,
+                &e.text(env::OPENAI_API_URL)?,
             )?,
             store: store_config(&e, encryption_key)?,
             logging: logging_config(&e)?,
             audit: AuditConfig {
                 enabled: e.bool(env::AUDIT_ENABLED)?,
-                log_file: e.optional(env::AUDIT_LOG_FILE).map(PathBuf::from),
+                log_file: e.optional(env::AUDIT_LOG_FILE)?.map(PathBuf::from),
                 create_dir: e.bool(env::AUDIT_CREATE_DIR)?,
                 store_in_db: e.bool(env::AUDIT_STORE_IN_DB)?,
             },
             metrics: MetricsConfig {
                 enabled: e.bool(env::ENABLE_METRICS)?,
-                path: e.parse(env::METRICS_PATH, |raw| {
-                    let path = raw.trim().trim_end_matches('/');
-                    let reserved = [
-                        "/v1",
-                        "/manage",
-                        env::HEALTH_PATH,
-                        env::LIVE_PATH,
-                        env::READY_PATH,
-                    ];
-                    if !path.starts_with('/')
-                        || path.len() < 2
-                        || path.contains("..")
-                        || path.contains("//")
-                    {
-                        Err("expected an absolute path such as /metrics")
-                    } else if reserved
-                        .iter()
-                        .any(|r| path == *r || path.starts_with(&format!("{r}/")))
-                    {
-                        Err("collides with a route of the proxy")
-                    } else {
-                        Ok(path.to_owned())
-                    }
-                })?,
+                path: e.metrics_path(env::METRICS_PATH)?,
             },
             caches: HotPathCaches {
                 enforce_project_active: e.bool(env::LLM_PROXY_ENFORCE_PROJECT_ACTIVE)?,
                 project_active_ttl: e.duration(env::LLM_PROXY_ACTIVE_CACHE_TTL)?,
-                project_active_max: e.count(env::LLM_PROXY_ACTIVE_CACHE_MAX)?,
+                project_active_max: e.integer(env::LLM_PROXY_ACTIVE_CACHE_MAX)?,
                 api_key_ttl: e.duration(env::LLM_PROXY_API_KEY_CACHE_TTL)?,
-                api_key_max: e.count(env::LLM_PROXY_API_KEY_CACHE_MAX)?,
+                api_key_max: e.integer(env::LLM_PROXY_API_KEY_CACHE_MAX)?,
                 token_ttl: e.duration(env::LLM_PROXY_TOKEN_CACHE_TTL)?,
-                token_max: e.count(env::LLM_PROXY_TOKEN_CACHE_MAX)?,
-                usage_buffer: e.positive_usize(env::USAGE_STATS_BUFFER_SIZE)?,
-                cache_stats_buffer: e.positive_usize(env::CACHE_STATS_BUFFER_SIZE)?,
+                token_max: e.integer(env::LLM_PROXY_TOKEN_CACHE_MAX)?,
+                usage_buffer: e.integer(env::USAGE_STATS_BUFFER_SIZE)?,
+                cache_stats_buffer: e.integer(env::CACHE_STATS_BUFFER_SIZE)?,
             },
             observability: ObservabilityConfig {
                 enabled: e.bool(env::OBSERVABILITY_ENABLED)?,
-                buffer_size: e.positive_usize(env::OBSERVABILITY_BUFFER_SIZE)?,
-                max_request_body_bytes: e.size_usize(env::OBSERVABILITY_MAX_REQUEST_BODY_BYTES)?,
-                max_response_body_bytes: e
-                    .size_usize(env::OBSERVABILITY_MAX_RESPONSE_BODY_BYTES)?,
+                buffer_size: e.integer(env::OBSERVABILITY_BUFFER_SIZE)?,
+                max_request_body_bytes: e.size(env::OBSERVABILITY_MAX_REQUEST_BODY_BYTES)?,
+                max_response_body_bytes: e.size(env::OBSERVABILITY_MAX_RESPONSE_BODY_BYTES)?,
             },
-            event_bus: e.one_of(
-                env::LLM_PROXY_EVENT_BUS,
-                &[
-                    ("in-memory", EventBusKind::InMemory),
-                    ("redis-streams", EventBusKind::RedisStreams),
-                    ("redis", EventBusKind::RedisStreams),
-                ],
-            )?,
+            event_bus: e.keyword(env::LLM_PROXY_EVENT_BUS)?,
             redis: RedisConfig {
-                settings: RedisSettings::from_lookup(&e.lookup)?,
-                stream_key: e.raw(env::REDIS_STREAM_KEY).trim().to_owned(),
-                stream_max_len: e.count(env::REDIS_STREAM_MAX_LEN)?,
-                event_spool: SpoolSettings::from_lookup(&e.lookup)?,
+                settings: RedisSettings::from_reader(&e)?,
+                stream_key: e.text(env::REDIS_STREAM_KEY)?,
+                stream_max_len: e.integer(env::REDIS_STREAM_MAX_LEN)?,
+                event_spool: SpoolSettings::from_reader(&e)?,
             },
             http_cache: HttpCacheConfig {
                 enabled: e.bool(env::HTTP_CACHE_ENABLED)?,
-                backend: e.one_of(
-                    env::HTTP_CACHE_BACKEND,
-                    &[
-                        ("in-memory", HttpCacheBackend::InMemory),
-                        ("redis", HttpCacheBackend::Redis),
-                    ],
-                )?,
+                backend: e.keyword(env::HTTP_CACHE_BACKEND)?,
                 stream_responses: e.bool(env::HTTP_CACHE_STREAM_RESPONSES)?,
-                max_object_bytes: e.parse(env::HTTP_CACHE_MAX_OBJECT_BYTES, values::parse_size)?,
-                max_bytes: e.parse(env::HTTP_CACHE_MAX_BYTES, values::parse_size)?,
+                max_object_bytes: e.size(env::HTTP_CACHE_MAX_OBJECT_BYTES)?,
+                max_bytes: e.size(env::HTTP_CACHE_MAX_BYTES)?,
                 default_ttl: e.duration(env::HTTP_CACHE_DEFAULT_TTL)?,
                 redis: e
-                    .secret(env::REDIS_CACHE_URL)
-                    .map(|url| RedisSettings::from_url(env::REDIS_CACHE_URL, url.expose()))
+                    .optional(env::REDIS_CACHE_URL)?
+                    .map(|url| RedisSettings::from_url(env::REDIS_CACHE_URL, &url))
                     .transpose()?,
-                key_prefix: e.raw(env::REDIS_CACHE_KEY_PREFIX),
+                key_prefix: e.text(env::REDIS_CACHE_KEY_PREFIX)?,
                 redis_timeout: e.duration(env::REDIS_CACHE_TIMEOUT)?,
             },
             rate_limit: RateLimitConfig {
                 enabled: e.bool(env::DISTRIBUTED_RATE_LIMIT_ENABLED)?,
-                prefix: e.raw(env::DISTRIBUTED_RATE_LIMIT_PREFIX),
-                key_secret: e.secret(env::DISTRIBUTED_RATE_LIMIT_KEY_SECRET),
-                window: e.parse(env::DISTRIBUTED_RATE_LIMIT_WINDOW, |raw| {
-                    match values::parse_duration(raw)? {
-                        Duration::ZERO => Err("must be greater than zero"),
-                        d => Ok(d),
-                    }
-                })?,
-                max: e.count(env::DISTRIBUTED_RATE_LIMIT_MAX)?,
+                prefix: e.text(env::DISTRIBUTED_RATE_LIMIT_PREFIX)?,
+                key_secret: e
+                    .optional(env::DISTRIBUTED_RATE_LIMIT_KEY_SECRET)?
+                    .map(Secret::new),
+                window: e.duration(env::DISTRIBUTED_RATE_LIMIT_WINDOW)?,
+                max: e.integer(env::DISTRIBUTED_RATE_LIMIT_MAX)?,
                 fail_open: e.bool(env::DISTRIBUTED_RATE_LIMIT_FALLBACK)?,
             },
         })
@@ -513,48 +298,28 @@ impl ServerConfig {
 }
 
 fn store_config<F: Fn(&str) -> Option<String>>(
-    e: &Env<F>,
+    e: &Reader<F>,
     encryption_key: Option<EncryptionKey>,
 ) -> Result<StoreConfig, ConfigError> {
-    #[derive(Clone, Copy)]
-    enum Kind {
-        Sqlite,
-        Postgres,
-    }
-    let driver = match e.one_of(
-        env::DB_DRIVER,
-        &[("sqlite", Kind::Sqlite), ("postgres", Kind::Postgres)],
-    )? {
-        Kind::Sqlite => Driver::Sqlite {
-            path: PathBuf::from(e.raw(env::DATABASE_PATH).trim()),
+    // Read whatever the driver, so a malformed URL shows before it is needed.
+    let database_url = e.optional(env::DATABASE_URL)?;
+    let driver = match e.keyword(env::DB_DRIVER)? {
+        DbDriver::Sqlite => Driver::Sqlite {
+            path: PathBuf::from(e.text(env::DATABASE_PATH)?),
         },
-        Kind::Postgres => {
-            let url = e.secret(env::DATABASE_URL).ok_or(ConfigError::Missing {
+        DbDriver::Postgres => Driver::Postgres {
+            url: database_url.ok_or(ConfigError::Missing {
                 name: env::DATABASE_URL,
-            })?;
-            if !(url.expose().starts_with("postgres://")
-                || url.expose().starts_with("postgresql://"))
-            {
-                return Err(ConfigError::InvalidSecret {
-                    name: env::DATABASE_URL,
-                    reason: "expected a postgres:// or postgresql:// URL".to_owned(),
-                });
-            }
-            Driver::Postgres {
-                url: url.expose().to_owned(),
-            }
-        }
+            })?,
+        },
     };
-    let pool_size = e.parse(env::DATABASE_POOL_SIZE, |raw| {
-        match values::parse_count(raw)? {
-            0 => Err("must be at least 1"),
-            n => u32::try_from(n).map_err(|_| "value too large"),
-        }
-    })?;
+    let pool_size: u32 = e.integer(env::DATABASE_POOL_SIZE)?;
     Ok(StoreConfig {
         driver,
         pool_size,
-        max_idle: e.u32(env::DATABASE_MAX_IDLE_CONNS)?.min(pool_size),
+        max_idle: e
+            .integer::<u32>(env::DATABASE_MAX_IDLE_CONNS)?
+            .min(pool_size),
         conn_max_lifetime: e.duration(env::DATABASE_CONN_MAX_LIFETIME)?,
         encryption_key,
     })
@@ -742,6 +507,73 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn check_agrees_with_the_server_on_every_variable_it_reads() {
+        let server_vars = env::ALL
+            .iter()
+            .filter(|var| matches!(var.scope, env::Scope::Server | env::Scope::Both));
+        for var in server_vars {
+            assert_eq!(env::check(var.name, var.default), Ok(()), "{}", var.name);
+            // The token is required and has no default; the providers file is kept out of reach.
+            if var.name != env::MANAGEMENT_TOKEN && var.name != env::API_CONFIG_PATH {
+                let at_default = config(&[(var.name, var.default)]);
+                assert!(
+                    at_default.is_ok(),
+                    "{}={:?}: {:?}",
+                    var.name,
+                    var.default,
+                    at_default.err()
+                );
+            }
+            let Some(bad) = var.syntax.refused_example() else {
+                continue;
+            };
+            let expected = env::check(var.name, bad).map_err(|e| e.to_string());
+            assert!(expected.is_err(), "check accepts {}={bad:?}", var.name);
+            assert_eq!(
+                Err(error(&[(var.name, bad)])),
+                expected,
+                "{}={bad:?}",
+                var.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_server_and_the_dispatcher_read_the_event_bus_alike() {
+        use llm_proxy_dispatcher::{DispatcherArgs, DispatcherConfig};
+        for value in [
+            "in-memory",
+            "redis-streams",
+            "redis",
+            "Redis-Streams",
+            "IN-MEMORY",
+            "kafka",
+        ] {
+            let server = config(&[(env::LLM_PROXY_EVENT_BUS, value)])
+                .map(|c| c.event_bus)
+                .map_err(|e| e.to_string());
+            let dispatcher = DispatcherConfig::from_lookup(DispatcherArgs::default(), &|name| {
+                (name == env::LLM_PROXY_EVENT_BUS).then(|| value.to_owned())
+            })
+            .map(|c| c.bus)
+            .map_err(|e| e.to_string());
+            assert_eq!(server, dispatcher, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_database_url_is_refused_whatever_the_driver_and_never_shown() {
+        for driver in ["sqlite", "postgres"] {
+            let message = error(&[
+                (env::DB_DRIVER, driver),
+                (env::DATABASE_URL, "mysql://u:hunter2@db"),
+            ]);
+            assert!(message.contains("DATABASE_URL"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 
     #[test]

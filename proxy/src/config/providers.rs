@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::{Method, Uri};
 use serde::Deserialize;
 
-use super::values::parse_duration;
+use llm_proxy_env::values::parse_duration;
 
 /// The one provider that serves `/v1` in this process.
 #[derive(Debug, Clone, PartialEq)]
