@@ -107,6 +107,7 @@ pub fn validate_with_sources<'a>(
 ) -> Result<ValidatedProxy<'a>, Error> {
     let spec = &proxy.spec;
     chart_rules(spec)?;
+    env_values(spec)?;
     let name = proxy.metadata.name.clone().ok_or(Error::MissingMetadata {
         kind: KIND,
         field: "name",
@@ -131,6 +132,26 @@ pub fn validate_with_sources<'a>(
         referenced,
         config,
     })
+}
+
+/// Every value the spec hands the proxy as an environment variable (`env`, and the external
+/// Redis's address and database) passes the check the proxy runs on it at start-up, so a value
+/// the pods would refuse is refused here, with the proxy's message (a secret value is not shown).
+pub fn env_values(spec: &LlmProxySpec) -> Result<(), InvalidSpec> {
+    let invalid = |field: String, error: llm_proxy_env::ValueError| {
+        InvalidSpec(format!("spec.{field}: {error}"))
+    };
+    for (name, value) in &spec.env {
+        llm_proxy_env::check(name, value).map_err(|e| invalid(format!("env.{name}"), e))?;
+    }
+    let redis = &spec.redis.external;
+    if !redis.addr.is_empty() {
+        llm_proxy_env::check(llm_proxy_env::REDIS_ADDR, &redis.addr)
+            .map_err(|e| invalid("redis.external.addr".to_owned(), e))?;
+        llm_proxy_env::check(llm_proxy_env::REDIS_DB, &redis.db.to_string())
+            .map_err(|e| invalid("redis.external.db".to_owned(), e))?;
+    }
+    Ok(())
 }
 
 /// Every user Secret and key the spec names exists (a Secret that was not looked up, offline, is

@@ -173,3 +173,82 @@ fn error_categories_decide_between_waiting_and_backoff() {
     assert_eq!(api.category(), "KubeApiError");
     assert!(!api.is_spec_problem());
 }
+
+#[test]
+fn an_env_value_the_proxy_would_refuse_is_refused_with_the_proxys_message() {
+    use llm_proxy_operator::llmproxy::validate::env_values;
+    let refused = |spec: &str| env_values(&proxy(spec).spec).expect_err(spec).0;
+    // The proxy's own check, word for word, behind the spec field.
+    for (spec, field, name, value) in [
+        (
+            "env: {SHUTDOWN_TIMEOUT: soon}",
+            "env.SHUTDOWN_TIMEOUT",
+            "SHUTDOWN_TIMEOUT",
+            "soon",
+        ),
+        (
+            "env: {REQUEST_TIMEOUT: '30'}",
+            "env.REQUEST_TIMEOUT",
+            "REQUEST_TIMEOUT",
+            "30",
+        ),
+        (
+            "env: {AUDIT_ENABLED: maybe}",
+            "env.AUDIT_ENABLED",
+            "AUDIT_ENABLED",
+            "maybe",
+        ),
+        (
+            "env: {LOG_LEVEL: loud}",
+            "env.LOG_LEVEL",
+            "LOG_LEVEL",
+            "loud",
+        ),
+        (
+            "env: {MAX_CONCURRENT_REQUESTS: '-1'}",
+            "env.MAX_CONCURRENT_REQUESTS",
+            "MAX_CONCURRENT_REQUESTS",
+            "-1",
+        ),
+        (
+            "redis: {external: {addr: 'r:6379', db: -1}}",
+            "redis.external.db",
+            "REDIS_DB",
+            "-1",
+        ),
+    ] {
+        let proxy_message = llm_proxy_env::check(name, value)
+            .expect_err(name)
+            .to_string();
+        assert_eq!(
+            refused(spec),
+            format!("spec.{field}: {proxy_message}"),
+            "{spec}"
+        );
+    }
+    // A secret variable's value is never shown.
+    let message = refused("env: {DATABASE_URL: 'mysql://app:hunter2@db/app'}");
+    assert!(
+        message.starts_with("spec.env.DATABASE_URL: invalid DATABASE_URL (value not shown)"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    // Good values, blank values (the default) and names outside the contract pass.
+    for spec in [
+        "env: {SHUTDOWN_TIMEOUT: 1.5s, AUDIT_ENABLED: 'off', LOG_LEVEL: DEBUG}",
+        "env: {SHUTDOWN_TIMEOUT: ''}",
+        "env: {MY_OWN_FLAG: anything}",
+        "redis: {external: {addr: 'redis.cache:6379', db: 3}}",
+    ] {
+        assert_eq!(env_values(&proxy(spec).spec), Ok(()), "{spec}");
+    }
+    // Reconciles refuse it as a spec problem: the Degraded condition and a Warning, no rollout.
+    let error = llm_proxy_operator::llmproxy::validate::validate(
+        &proxy("env: {SHUTDOWN_TIMEOUT: soon}"),
+        Default::default(),
+        &Default::default(),
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(error.category(), "InvalidSpec");
+}

@@ -122,10 +122,7 @@ async fn steady_state_makes_zero_writes() {
         .filter(|request| matches!(request.verb, Verb::Get | Verb::List))
         .map(|request| format!("{} {}", request.verb, request.path))
         .collect();
-    assert!(
-        reads.is_empty(),
-        "steady-state reconciles read: {reads:?}"
-    );
+    assert!(reads.is_empty(), "steady-state reconciles read: {reads:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
