@@ -55,10 +55,10 @@ bench: ## wall-clock benchmark: direct vs pass-through vs llm-proxy, in-memory a
 	$(BENCH_BIN)/bench report bench/results/latest.json > docs/benchmarks.md
 	$(MAKE) --no-print-directory bench-operator
 
-bench-operator: ## operator scale: the operator binary vs the fake API server with 1,000 LlmProxies; writes bench/results/operator-scale.json and docs/operator-benchmarks.md
+bench-operator: ## operator scale: the operator binary vs the fake API server with 1,000 LlmProxies; writes bench/results/operator-scale.json and docs/operator-benchmarks.md (compared with bench/results/operator-scale-baseline.json)
 	$(CARGO) build --release -p llm-proxy-operator -p llm-proxy-operator-bench --bins
 	$(BENCH_BIN)/operator-scale run --operator $(BENCH_BIN)/llm-proxy-operator
-	$(BENCH_BIN)/operator-scale report bench/results/operator-scale.json > docs/operator-benchmarks.md
+	$(BENCH_BIN)/operator-scale report bench/results/operator-scale.json --baseline bench/results/operator-scale-baseline.json > docs/operator-benchmarks.md
 
 bench-gate: ## callgrind instructions per request vs bench/baseline.json (> 10% growth fails; BENCH_GATE_UPDATE=1 rewrites it)
 	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y valgrind; } || { echo "bench-gate needs valgrind"; exit 1; }

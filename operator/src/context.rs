@@ -1,12 +1,12 @@
 //! What every kind's reconciler shares: the API client, the operator's configuration, the Event
-//! recorder and the metrics. A kind's own context adds its [`Memory`](crate::memory::Memory).
+//! Event publisher and the metrics. A kind's own context adds its [`Memory`](crate::memory::Memory).
 
 use std::sync::Arc;
 
 use kube::Client;
-use kube::runtime::events::Recorder;
 
 use crate::config::OperatorConfig;
+use crate::events::Publisher;
 use crate::metrics::Metrics;
 
 /// Shared state of all reconcilers of one leadership term.
@@ -16,8 +16,8 @@ pub struct Shared {
     pub client: Client,
     /// Operator configuration.
     pub config: OperatorConfig,
-    /// Event recorder (events.k8s.io).
-    pub recorder: Recorder,
+    /// Event publisher (events.k8s.io).
+    pub events: Publisher,
     /// Metrics.
     pub metrics: Arc<Metrics>,
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -21,6 +21,7 @@ use crate::config::{LeaderElection, OperatorConfig, default_identity};
 use crate::context::Shared;
 use crate::crd::LlmProxy;
 use crate::error::StartError;
+use crate::events::Publisher;
 use crate::leader::LeaderLease;
 use crate::llmproxy::dereference::service_monitor_served;
 use crate::llmproxy::sources::SecretSources;
@@ -203,7 +204,7 @@ async fn run_controllers(
         .as_ref()
         .map(|l| l.identity.clone())
         .unwrap_or_else(default_identity);
-    let recorder = Recorder::new(
+    let events = Publisher::new(
         client.clone(),
         Reporter {
             controller: FIELD_MANAGER.into(),
@@ -213,7 +214,7 @@ async fn run_controllers(
     let shared = Shared {
         client: client.clone(),
         config: config.clone(),
-        recorder,
+        events,
         metrics: metrics.clone(),
     };
     metrics.set_ready(true);

@@ -48,11 +48,11 @@ pub fn required_rbac() -> Vec<RbacRule> {
             resource: "servicemonitors",
             verbs: &["get", "list", "watch", "create", "patch", "delete"],
         },
-        // Events through the kube Recorder (create, then patch for series).
+        // Events, one created per change (never folded into a series: see `events.rs`).
         RbacRule {
             api_group: "events.k8s.io",
             resource: "events",
-            verbs: &["create", "patch"],
+            verbs: &["create"],
         },
         // Leader election, in the lease namespace.
         RbacRule {

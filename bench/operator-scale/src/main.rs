@@ -53,6 +53,9 @@ enum Command {
     Report {
         /// A results JSON file.
         results: PathBuf,
+        /// Results of an earlier commit on the same host, compared in a before/after table.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
 }
 
@@ -78,8 +81,10 @@ fn main() -> ExitCode {
             };
             run(&plan, operator, samples, &out)
         }
-        Command::Report { results } => read_results(&results).map(|results| {
-            print!("{}", report::markdown(&results));
+        Command::Report { results, baseline } => read_results(&results).and_then(|results| {
+            let baseline = baseline.as_deref().map(read_results).transpose()?;
+            print!("{}", report::markdown(&results, baseline.as_ref()));
+            Ok(())
         }),
     };
     match outcome {
@@ -144,7 +149,7 @@ fn run(
     })?;
     std::fs::write(out, json + "\n")
         .map_err(BenchError::io(format!("writing {}", out.display())))?;
-    print!("{}", report::markdown(&results));
+    print!("{}", report::markdown(&results, None));
     eprintln!("operator-scale: wrote {}", out.display());
     Ok(())
 }

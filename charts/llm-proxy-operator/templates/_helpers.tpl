@@ -87,7 +87,7 @@ entry of watchNamespaces). Keep in sync with rbac-rules.json (scripts/test-chart
 # Normal and Warning Events on LlmProxy objects (invalid spec, rollouts, API errors).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* Leader election, only in the operator's own namespace. */}}

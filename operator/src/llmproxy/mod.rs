@@ -35,7 +35,6 @@ use crate::config::OperatorConfig;
 use crate::context::Shared;
 use crate::crd::{LlmProxy, LlmProxyStatus};
 use crate::error::Error;
-use crate::events::publish;
 use crate::kinds::{DEPLOYMENT, PERSISTENT_VOLUME_CLAIM};
 use crate::memory::{Memory, SweptChildren};
 use crate::vocabulary::FIELD_MANAGER;
@@ -141,14 +140,15 @@ async fn report_invalid_object(
         uid: invalid.metadata.uid.clone(),
         ..ObjectReference::default()
     };
-    publish(
-        &ctx.shared.recorder,
-        &reference,
-        EventType::Warning,
-        error.category(),
-        &error.to_string(),
-    )
-    .await;
+    ctx.shared
+        .events
+        .publish(
+            &reference,
+            EventType::Warning,
+            error.category(),
+            &error.to_string(),
+        )
+        .await;
     error
 }
 
@@ -207,14 +207,10 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
     ] {
         if !entries.is_empty() {
             let note = format!("{reason} {}", entries.join(", "));
-            publish(
-                &ctx.shared.recorder,
-                &reference,
-                EventType::Normal,
-                reason,
-                &note,
-            )
-            .await;
+            ctx.shared
+                .events
+                .publish(&reference, EventType::Normal, reason, &note)
+                .await;
         }
     }
 
@@ -247,14 +243,10 @@ async fn reconcile_proxy(proxy: &LlmProxy, ctx: &Context) -> Result<Action, Erro
             } else {
                 EventType::Normal
             };
-            publish(
-                &ctx.shared.recorder,
-                &reference,
-                type_,
-                &event.reason,
-                &event.note,
-            )
-            .await;
+            ctx.shared
+                .events
+                .publish(&reference, type_, &event.reason, &event.note)
+                .await;
         }
         ctx.memory
             .unseen_status
