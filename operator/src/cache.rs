@@ -4,11 +4,12 @@
 //! What is kept is what a reconcile needs, not the objects: the children's metadata (the
 //! Deployment's replicas and status and the PVC's status besides), every Secret with each value
 //! replaced by its sha256 (a Secret's values never stay in the operator's memory), and whether
-//! the ServiceMonitor CRD is served (from the periodic discovery). `managedFields` and kubectl's
+//! the ServiceMonitor CRD is served (asked of API discovery periodically). `managedFields` and kubectl's
 //! last-applied annotation are dropped from everything, the owners included.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{FutureExt as _, StreamExt as _};
@@ -148,19 +149,24 @@ where
 
 impl Cache {
     /// A cache of the children (labelled as managed by the operator) and Secrets in `namespace`
-    /// (`None`: every namespace), what its watches see, and the watches (running from now on). `service_monitor_served` is the
-    /// discovery's answer (`None` until the first one); ServiceMonitors are watched while it is
-    /// `Some(true)`.
+    /// (`None`: every namespace), what its watches see, and the watches (running from now on).
+    /// API discovery is asked every `discovery_interval` whether the ServiceMonitor CRD is
+    /// served; ServiceMonitors are watched while it is.
     pub fn new(
         client: &Client,
         namespace: Option<&str>,
-        service_monitor_served: watch::Receiver<Option<bool>>,
+        discovery_interval: Duration,
     ) -> (Self, Feeds, Watches) {
+        let (served, service_monitor_served) = watch::channel(None);
+        let mut tasks = vec![tokio::spawn(discover_service_monitors(
+            client.clone(),
+            discovery_interval,
+            served,
+        ))];
         let children = watcher::Config::default()
             .labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"))
             .any_semantic();
 
-        let mut tasks = Vec::new();
         let writer = Writer::default();
         let deployments = writer.as_reader();
         let deployments_feed = feed(
@@ -254,6 +260,11 @@ impl Cache {
         self.service_monitor_served.borrow().unwrap_or(false)
     }
 
+    /// The discovery's answers as they come (`None` until the first).
+    pub fn service_monitor_answers(&self) -> watch::Receiver<Option<bool>> {
+        self.service_monitor_served.clone()
+    }
+
     /// The cached Deployment `namespace/name` (metadata, replicas and status only).
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
         self.deployments
@@ -340,6 +351,42 @@ impl Cache {
                 is_filled(store).then(|| select(store, namespace, keep))
             }
         }
+    }
+}
+
+/// Asks API discovery whether the ServiceMonitor CRD is served every `interval` and publishes
+/// each answer on `served`. A failed check is logged and skipped.
+async fn discover_service_monitors(
+    client: Client,
+    interval: Duration,
+    served: watch::Sender<Option<bool>>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match service_monitor_served(&client).await {
+            Ok(now) => {
+                served.send_replace(Some(now));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "API discovery of the ServiceMonitor CRD failed; retrying")
+            }
+        }
+    }
+}
+
+/// Whether `servicemonitors.monitoring.coreos.com/v1` is served (API discovery, no CRD read access
+/// needed).
+pub async fn service_monitor_served(client: &Client) -> Result<bool, Error> {
+    let group_version = SERVICE_MONITOR.api_version();
+    match client.list_api_group_resources(&group_version).await {
+        Ok(list) => Ok(list
+            .resources
+            .iter()
+            .any(|r| r.name == SERVICE_MONITOR.plural)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(Error::kube(format!("discover {group_version}"), e)),
     }
 }
 

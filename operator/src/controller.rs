@@ -23,7 +23,6 @@ use crate::crd::LlmProxy;
 use crate::error::StartError;
 use crate::events::Publisher;
 use crate::leader::LeaderLease;
-use crate::llmproxy::dereference::service_monitor_served;
 use crate::llmproxy::sources::SecretSources;
 use crate::llmproxy::{self, Context};
 use crate::metrics::{self, Metrics};
@@ -235,24 +234,16 @@ async fn run_controller(client: Client, namespace: Option<String>, shared: Share
         namespace = ns.unwrap_or("*"),
         "starting the LlmProxy controller"
     );
-    let (served_tx, served_rx) = watch::channel(None);
-    let discovery = tokio::spawn(discover_service_monitors(
-        client.clone(),
-        shared.config.discovery_interval,
-        served_tx,
-    ));
-    let (cache, feeds, _watches) = Cache::new(&client, ns, served_rx.clone());
+    // The watches stop when `_watches` is dropped, on every return.
+    let (cache, feeds, _watches) = Cache::new(&client, ns, shared.config.discovery_interval);
     tokio::select! {
         filled = cache.ready() => if let Err(e) = filled {
             tracing::error!(error = %e, "the controller's caches could not be filled");
-            discovery.abort();
             return;
         },
-        () = stop.wait() => {
-            discovery.abort();
-            return;
-        }
+        () = stop.wait() => return,
     }
+    let discovery_changes = service_monitor_changes(cache.service_monitor_answers());
     let ctx = Arc::new(Context::new(shared, cache));
 
     let (proxies, writer) = reflector::store::<DeserializeGuard<LlmProxy>>();
@@ -267,7 +258,7 @@ async fn run_controller(client: Client, namespace: Option<String>, shared: Share
         .with_config(
             ControllerConfig::default().concurrency(ctx.shared.config.reconcile_concurrency),
         )
-        .reconcile_all_on(service_monitor_changes(served_rx))
+        .reconcile_all_on(discovery_changes)
         .owns_stream(feeds.deployments)
         .owns_stream(feeds.claims)
         .watches_stream(feeds.secrets, move |secret| {
@@ -286,29 +277,6 @@ async fn run_controller(client: Client, namespace: Option<String>, shared: Share
             }
         })
         .await;
-    discovery.abort();
-}
-
-/// Asks API discovery whether the ServiceMonitor CRD is served every `interval` and publishes
-/// each answer on `served`. A failed check is logged and skipped.
-async fn discover_service_monitors(
-    client: Client,
-    interval: Duration,
-    served: watch::Sender<Option<bool>>,
-) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match service_monitor_served(&client).await {
-            Ok(now) => {
-                served.send_replace(Some(now));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "API discovery of the ServiceMonitor CRD failed; retrying")
-            }
-        }
-    }
 }
 
 /// Yields whenever the discovery's answer changes after the first (the ServiceMonitor CRD was

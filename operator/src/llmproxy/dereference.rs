@@ -19,7 +19,6 @@ use super::sources::{Origin, SecretSources};
 use crate::cache::{Cache, digest_secret, secret_digest};
 use crate::crd::LlmProxySpec;
 use crate::error::Error;
-use crate::kinds::SERVICE_MONITOR;
 
 /// The sha256 of each referenced key of one Secret that exists (key → digest).
 pub type SecretDigests = BTreeMap<String, Vec<u8>>;
@@ -184,18 +183,4 @@ async fn referenced_data(
     data.service_monitor_crd_served =
         monitor.enabled && monitor.service_monitor.enabled && cache.service_monitor_served();
     Ok(data)
-}
-
-/// Whether `servicemonitors.monitoring.coreos.com/v1` is served (API discovery, no CRD read access
-/// needed); the controller asks periodically and keeps the answer in its [`Cache`].
-pub async fn service_monitor_served(client: &Client) -> Result<bool, Error> {
-    let group_version = SERVICE_MONITOR.api_version();
-    match client.list_api_group_resources(&group_version).await {
-        Ok(list) => Ok(list
-            .resources
-            .iter()
-            .any(|r| r.name == SERVICE_MONITOR.plural)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(e) => Err(Error::kube(format!("discover {group_version}"), e)),
-    }
 }
