@@ -398,14 +398,13 @@ where
 }
 
 /// The events of `watch()` while `served` is `Some(true)`: started when it turns true, dropped
-/// when it turns false, started afresh (with a new initial list) when it turns true again.
-fn while_served<S>(
+/// when it turns false, started afresh (with a new initial list) when it turns true again. When
+/// it is dropped, an empty relist follows: with the CRD, the API server deleted every object of
+/// the kind, and the store must not show them.
+fn while_served<K: Send + 'static>(
     served: watch::Receiver<Option<bool>>,
-    watch: impl Fn() -> S + Send + Sync + 'static,
-) -> impl futures::Stream<Item = S::Item> + Send + 'static
-where
-    S: futures::Stream + Send + Unpin + 'static,
-{
+    watch: impl Fn() -> Feed<watcher::Event<K>> + Send + Sync + 'static,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
     let watch = Arc::new(watch);
     futures::stream::unfold(served, move |mut served| {
         let watch = watch.clone();
@@ -415,7 +414,12 @@ where
             let until_unserved = async move {
                 let _ = stop.wait_for(|served| *served != Some(true)).await;
             };
-            Some((watch().take_until(Box::pin(until_unserved)), served))
+            let emptied =
+                futures::stream::iter([Ok(watcher::Event::Init), Ok(watcher::Event::InitDone)]);
+            Some((
+                watch().take_until(Box::pin(until_unserved)).chain(emptied),
+                served,
+            ))
         }
     })
     .flatten()
@@ -495,6 +499,50 @@ mod tests {
         assert!(secret.string_data.is_none());
         let text = format!("{data:?}");
         assert!(!text.contains("sk-live") && !text.contains("plain"));
+    }
+
+    #[test]
+    fn a_watch_runs_while_its_crd_is_served_and_its_objects_go_with_the_crd() {
+        let (served, receiver) = watch::channel(None);
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = started.clone();
+        let mut events = Box::pin(while_served::<ChildMeta>(receiver, move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            futures::stream::pending().boxed()
+        }));
+        fn is_pending(events: &mut (impl futures::Stream + Unpin)) -> bool {
+            futures::FutureExt::now_or_never(events.next()).is_none()
+        }
+        assert!(is_pending(&mut events));
+        served.send_replace(Some(false));
+        assert!(is_pending(&mut events));
+        assert_eq!(
+            started.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "not served: no watch"
+        );
+        served.send_replace(Some(true));
+        assert!(
+            is_pending(&mut events),
+            "the watch runs and has nothing to say"
+        );
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 1);
+        served.send_replace(Some(false));
+        // Both at once, without waiting for anything else.
+        let mut next = || futures::FutureExt::now_or_never(events.next()).flatten();
+        assert!(matches!(next(), Some(Ok(watcher::Event::Init))));
+        assert!(
+            matches!(next(), Some(Ok(watcher::Event::InitDone))),
+            "an empty relist"
+        );
+        assert!(is_pending(&mut events));
+        served.send_replace(Some(true));
+        assert!(is_pending(&mut events));
+        assert_eq!(
+            started.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "started afresh"
+        );
     }
 
     #[test]
