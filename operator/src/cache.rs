@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource};
 use sha2::{Digest as _, Sha256};
@@ -117,17 +117,18 @@ impl Drop for Watches {
 }
 
 /// Runs the watch `events` in a task that trims each object, stores it through `writer` and
-/// passes it on to the returned stream.
+/// passes it on; returns the store and the stream of what was stored.
 fn feed<K>(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     writer: Writer<K>,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     trim: fn(&mut K),
-) -> Feed<K>
+) -> (Store<K>, Feed<K>)
 where
     K: Resource + Clone + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
+    let store = writer.as_reader();
     let (sender, receiver) = tokio::sync::mpsc::channel(FEED_BUFFER);
     let mut touched = events
         .modify(trim)
@@ -141,10 +142,11 @@ where
             }
         }
     }));
-    futures::stream::unfold(receiver, |mut receiver| async move {
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|object| (object, receiver))
     })
-    .boxed()
+    .boxed();
+    (store, stream)
 }
 
 impl Cache {
@@ -167,27 +169,21 @@ impl Cache {
             .labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"))
             .any_semantic();
 
-        let writer = Writer::default();
-        let deployments = writer.as_reader();
-        let deployments_feed = feed(
+        let (deployments, deployments_feed) = feed(
             &mut tasks,
-            writer,
+            Writer::default(),
             watcher(scoped(client, namespace), children.clone()),
             trim_deployment,
         );
-        let writer = Writer::default();
-        let claims = writer.as_reader();
-        let claims_feed = feed(
+        let (claims, claims_feed) = feed(
             &mut tasks,
-            writer,
+            Writer::default(),
             watcher(scoped(client, namespace), children.clone()),
             trim_claim,
         );
-        let writer = Writer::default();
-        let secrets = writer.as_reader();
-        let secrets_feed = feed(
+        let (secrets, secrets_feed) = feed(
             &mut tasks,
-            writer,
+            Writer::default(),
             watcher(
                 scoped(client, namespace),
                 watcher::Config::default().any_semantic(),
@@ -202,22 +198,23 @@ impl Cache {
             .filter(|kind| ![SECRET, DEPLOYMENT, PERSISTENT_VOLUME_CLAIM].contains(kind));
         for kind in metadata_kinds {
             let resource = kind.api_resource();
-            let writer = Writer::new(resource.clone());
-            metadata.push((kind, writer.as_reader()));
             let events = watcher(
                 scoped_metadata(client, namespace, &resource),
                 children.clone(),
             );
-            metadata_feeds.push((resource, feed(&mut tasks, writer, events, trim_meta)));
+            let (store, stream) =
+                feed(&mut tasks, Writer::new(resource.clone()), events, trim_meta);
+            metadata.push((kind, store));
+            metadata_feeds.push((resource, stream));
         }
         let resource = SERVICE_MONITOR.api_resource();
-        let writer = Writer::new(resource.clone());
-        metadata.push((&SERVICE_MONITOR, writer.as_reader()));
         let api = scoped_metadata(client, namespace, &resource);
         let events = while_served(service_monitor_served.clone(), move || {
             watcher(api.clone(), children.clone()).boxed()
         });
-        metadata_feeds.push((resource, feed(&mut tasks, writer, events, trim_meta)));
+        let (store, stream) = feed(&mut tasks, Writer::new(resource.clone()), events, trim_meta);
+        metadata.push((&SERVICE_MONITOR, store));
+        metadata_feeds.push((resource, stream));
 
         let cache = Self {
             deployments,
@@ -235,24 +232,22 @@ impl Cache {
         (cache, feeds, Watches(tasks))
     }
 
-    /// Waits until every store has been filled once and the discovery has answered; an error
-    /// when the feeds stopped first.
-    pub async fn ready(&self) -> Result<(), Error> {
-        let closed = |_| Error::CacheClosed;
-        self.deployments.wait_until_ready().await.map_err(closed)?;
-        self.claims.wait_until_ready().await.map_err(closed)?;
-        self.secrets.wait_until_ready().await.map_err(closed)?;
-        for (kind, store) in &self.metadata {
-            if **kind != SERVICE_MONITOR {
-                store.wait_until_ready().await.map_err(closed)?;
+    /// Waits until every store has been filled once and the discovery has answered; false when
+    /// the watches stopped first.
+    pub async fn ready(&self) -> bool {
+        let stores = async {
+            self.deployments.wait_until_ready().await?;
+            self.claims.wait_until_ready().await?;
+            self.secrets.wait_until_ready().await?;
+            for (kind, store) in &self.metadata {
+                if **kind != SERVICE_MONITOR {
+                    store.wait_until_ready().await?;
+                }
             }
-        }
+            Ok::<(), reflector::store::WriterDropped>(())
+        };
         let mut served = self.service_monitor_served.clone();
-        served
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| Error::CacheClosed)?;
-        Ok(())
+        stores.await.is_ok() && served.wait_for(Option::is_some).await.is_ok()
     }
 
     /// Whether the ServiceMonitor CRD is served, as the last discovery found (false before the first).

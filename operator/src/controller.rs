@@ -237,8 +237,8 @@ async fn run_controller(client: Client, namespace: Option<String>, shared: Share
     // The watches stop when `_watches` is dropped, on every return.
     let (cache, feeds, _watches) = Cache::new(&client, ns, shared.config.discovery_interval);
     tokio::select! {
-        filled = cache.ready() => if let Err(e) = filled {
-            tracing::error!(error = %e, "the controller's caches could not be filled");
+        filled = cache.ready() => if !filled {
+            tracing::error!("the controller's watches stopped before its caches were filled");
             return;
         },
         () = stop.wait() => return,

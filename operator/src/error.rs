@@ -81,9 +81,6 @@ pub enum Error {
         /// The serializer's error.
         source: serde_json::Error,
     },
-    /// The controller stopped before its caches were filled (shutdown or lost leadership).
-    #[error("the controller's caches closed before they were filled")]
-    CacheClosed,
     /// A spec value could not be rendered as YAML (the providers file).
     #[error("YAML serialization failed: {0}")]
     YamlSerialization(#[from] serde_saphyr::SerializeError),
@@ -112,7 +109,7 @@ impl Error {
             Self::InvalidSpec(_) | Self::InvalidOverride { .. } => "InvalidSpec",
             Self::MissingSecret { .. } | Self::MissingSecretKey { .. } => "MissingSecret",
             Self::MissingMetadata { .. } | Self::InvalidObject { .. } => "InvalidObject",
-            Self::Kube { .. } | Self::CacheClosed => "KubeApiError",
+            Self::Kube { .. } => "KubeApiError",
             Self::UnknownChildKind(_) | Self::Serialization { .. } | Self::YamlSerialization(_) => {
                 "SerializationError"
             }

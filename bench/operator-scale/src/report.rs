@@ -32,9 +32,7 @@ fn requests_row(out: &mut String, phase: &str, counts: &RequestCounts) {
 fn comparison(out: &mut String, results: &OperatorScaleResults, baseline: &OperatorScaleResults) {
     let _ = writeln!(
         out,
-        "## Before and after
-
-The baseline is `{}` (results `bench/results/operator-scale-baseline.json`), run on the \
+        "## Before and after\n\nThe baseline is `{}` (results `bench/results/operator-scale-baseline.json`), run on the \
          same host with the same settings right before this one; ratio = after / before.\n",
         baseline.machine.commit
     );
@@ -42,70 +40,51 @@ The baseline is `{}` (results `bench/results/operator-scale-baseline.json`), run
         out,
         "| measure | before | after | ratio |\n|---|---|---|---|"
     );
-    let ratio = |after: f64, before: f64| {
-        if before == 0.0 {
-            "–".to_owned()
-        } else {
-            format!("{:.2}", after / before)
-        }
-    };
-    let (b, a) = (baseline, results);
-    let rows: [(&str, String, String, f64, f64); 7] = [
-        (
-            "convergence",
-            format!("{:.2} s", b.convergence.seconds),
-            format!("{:.2} s", a.convergence.seconds),
-            a.convergence.seconds,
-            b.convergence.seconds,
-        ),
+    // (measure, how a value is shown, its value in a run)
+    type Measure = (
+        &'static str,
+        fn(f64) -> String,
+        fn(&OperatorScaleResults) -> f64,
+    );
+    let seconds: fn(f64) -> String = |v| format!("{v:.2} s");
+    let count: fn(f64) -> String = |v| format!("{v:.0}");
+    let measures: [Measure; 7] = [
+        ("convergence", seconds, |r| r.convergence.seconds),
         (
             "operator VmRSS at convergence",
-            mib(b.convergence.rss_kib),
-            mib(a.convergence.rss_kib),
-            a.convergence.rss_kib as f64,
-            b.convergence.rss_kib as f64,
+            |v| mib(v as u64),
+            |r| r.convergence.rss_kib as f64,
         ),
         (
             "operator CPU during convergence",
-            format!("{:.1} s", b.convergence.operator_cpu_seconds),
-            format!("{:.1} s", a.convergence.operator_cpu_seconds),
-            a.convergence.operator_cpu_seconds,
-            b.convergence.operator_cpu_seconds,
+            |v| format!("{v:.1} s"),
+            |r| r.convergence.operator_cpu_seconds,
         ),
-        (
-            "convergence reads",
-            b.convergence.requests.reads.to_string(),
-            a.convergence.requests.reads.to_string(),
-            a.convergence.requests.reads as f64,
-            b.convergence.requests.reads as f64,
-        ),
-        (
-            "convergence writes",
-            b.convergence.requests.writes.to_string(),
-            a.convergence.requests.writes.to_string(),
-            a.convergence.requests.writes as f64,
-            b.convergence.requests.writes as f64,
-        ),
-        (
-            "steady-state reads",
-            b.steady_state.requests.reads.to_string(),
-            a.steady_state.requests.reads.to_string(),
-            a.steady_state.requests.reads as f64,
-            b.steady_state.requests.reads as f64,
-        ),
-        (
-            "steady-state writes",
-            b.steady_state.requests.writes.to_string(),
-            a.steady_state.requests.writes.to_string(),
-            a.steady_state.requests.writes as f64,
-            b.steady_state.requests.writes as f64,
-        ),
+        ("convergence reads", count, |r| {
+            r.convergence.requests.reads as f64
+        }),
+        ("convergence writes", count, |r| {
+            r.convergence.requests.writes as f64
+        }),
+        ("steady-state reads", count, |r| {
+            r.steady_state.requests.reads as f64
+        }),
+        ("steady-state writes", count, |r| {
+            r.steady_state.requests.writes as f64
+        }),
     ];
-    for (measure, before, after, after_value, before_value) in rows {
+    for (measure, show, value) in measures {
+        let (before, after) = (value(baseline), value(results));
+        let ratio = if before == 0.0 {
+            "–".to_owned()
+        } else {
+            format!("{:.2}", after / before)
+        };
         let _ = writeln!(
             out,
-            "| {measure} | {before} | {after} | {} |",
-            ratio(after_value, before_value)
+            "| {measure} | {} | {} | {ratio} |",
+            show(before),
+            show(after)
         );
     }
     let _ = writeln!(out);

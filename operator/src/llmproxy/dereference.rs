@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
@@ -125,9 +126,9 @@ async fn secret_digests(
     cache: &Cache,
     namespace: &str,
     name: &str,
-) -> Result<Option<Secret>, Error> {
+) -> Result<Option<Arc<Secret>>, Error> {
     if let Some(secret) = cache.secret(namespace, name) {
-        return Ok(Some((*secret).clone()));
+        return Ok(Some(secret));
     }
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut secret = api
@@ -137,7 +138,7 @@ async fn secret_digests(
     if let Some(secret) = secret.as_mut() {
         digest_secret(secret);
     }
-    Ok(secret)
+    Ok(secret.map(Arc::new))
 }
 
 async fn referenced_data(

@@ -2,10 +2,8 @@
 //! probes on the dispatcher's health port (the chart had none).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use llm_proxy_env as env;
 
 use super::COMPONENT_DISPATCHER;
@@ -13,7 +11,6 @@ use super::pod::{self, from_secret, literal, non_empty};
 use super::proxy::redis_env;
 use crate::crd::LlmProxySpec;
 use crate::llmproxy::validate::ValidatedProxy;
-use crate::vocabulary::CONFIG_HASH_ANNOTATION;
 
 /// Name of the dispatcher's health port.
 pub const HEALTH_PORT_NAME: &str = "health";
@@ -38,7 +35,7 @@ pub fn endpoint(spec: &LlmProxySpec) -> String {
 }
 
 /// The dispatcher Deployment.
-pub fn deployment(ctx: &ValidatedProxy<'_>) -> Deployment {
+pub fn deployment(ctx: &ValidatedProxy<'_>, config_hash: &str) -> Deployment {
     let spec = &ctx.spec;
     let dispatcher = &spec.dispatcher;
     let affinity = ctx.dispatcher_affinity.clone();
@@ -57,22 +54,8 @@ pub fn deployment(ctx: &ValidatedProxy<'_>) -> Deployment {
 
     // The root filesystem is read-only: the file sink needs a writable data directory even
     // without persistence (the chart then wrote into the image and failed).
-    let data_volume = if uses_pvc(spec) {
-        Volume {
-            name: "data".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: super::storage::dispatcher_pvc_name(ctx),
-                read_only: None,
-            }),
-            ..Volume::default()
-        }
-    } else {
-        Volume {
-            name: "data".into(),
-            empty_dir: Some(Default::default()),
-            ..Volume::default()
-        }
-    };
+    let data_volume =
+        pod::data_volume(uses_pvc(spec).then(|| super::storage::dispatcher_pvc_name(ctx)));
     let (tmp, tmp_mount) = pod::empty_dir("tmp", "/tmp");
 
     let container = Container {
@@ -119,15 +102,11 @@ pub fn deployment(ctx: &ValidatedProxy<'_>) -> Deployment {
                 match_expressions: None,
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(ctx.labels(COMPONENT_DISPATCHER)),
-                    annotations: Some(
-                        [(CONFIG_HASH_ANNOTATION.to_owned(), super::config_hash(ctx))]
-                            .into_iter()
-                            .collect(),
-                    ),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(pod::template_metadata(
+                    ctx.labels(COMPONENT_DISPATCHER),
+                    Default::default(),
+                    config_hash,
+                )),
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),

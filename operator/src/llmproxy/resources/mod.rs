@@ -78,6 +78,7 @@ pub fn names(children: &[serde_json::Value]) -> impl Iterator<Item = String> + '
 /// Every child wanted for the spec, Secrets, ConfigMaps and PVCs before the workloads that use them.
 pub fn all(ctx: &ValidatedProxy<'_>) -> Result<Vec<serde_json::Value>, Error> {
     let spec = &ctx.spec;
+    let config_hash = config_hash(ctx);
     let mut children = Vec::new();
     if let Some(secret) = secrets::config_secret(ctx) {
         push(&mut children, secret)?;
@@ -90,15 +91,15 @@ pub fn all(ctx: &ValidatedProxy<'_>) -> Result<Vec<serde_json::Value>, Error> {
     }
     if spec.postgresql.enabled {
         push(&mut children, postgres::service(ctx))?;
-        push(&mut children, postgres::stateful_set(ctx))?;
+        push(&mut children, postgres::stateful_set(ctx, &config_hash))?;
     }
-    push(&mut children, proxy::deployment(ctx))?;
+    push(&mut children, proxy::deployment(ctx, &config_hash))?;
     push(&mut children, network::service(ctx))?;
     if spec.dispatcher.enabled {
         if dispatcher::uses_pvc(spec) {
             push(&mut children, storage::dispatcher_pvc(ctx))?;
         }
-        push(&mut children, dispatcher::deployment(ctx))?;
+        push(&mut children, dispatcher::deployment(ctx, &config_hash))?;
     }
     if spec.autoscaling.enabled {
         push(&mut children, autoscaling::hpa(ctx))?;

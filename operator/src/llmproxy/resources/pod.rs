@@ -1,12 +1,18 @@
-//! Pieces shared by the pod templates: env entries, probes, image reference, spec overrides.
+//! Pieces shared by the pod templates: env entries, probes, image reference, volumes, template
+//! metadata, spec overrides.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, HTTPGetAction, Probe, SecretKeySelector, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaimVolumeSource, Probe,
+    SecretKeySelector, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::Image;
 use crate::llmproxy::sources::SecretSource;
+use crate::vocabulary::CONFIG_HASH_ANNOTATION;
 
 /// Tag used when `image.tag` is empty (the chart's appVersion).
 pub const DEFAULT_IMAGE_TAG: &str = "latest";
@@ -103,5 +109,39 @@ impl<T> IsEmpty for Vec<T> {
 impl<K, V> IsEmpty for std::collections::BTreeMap<K, V> {
     fn is_empty(&self) -> bool {
         std::collections::BTreeMap::is_empty(self)
+    }
+}
+
+/// The `data` volume: the PersistentVolumeClaim `claim` when there is one, else an emptyDir.
+pub fn data_volume(claim: Option<String>) -> Volume {
+    match claim {
+        Some(claim_name) => Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name,
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+        None => Volume {
+            name: "data".into(),
+            empty_dir: Some(Default::default()),
+            ..Volume::default()
+        },
+    }
+}
+
+/// A pod template's metadata: `labels`, and `annotations` with the config hash (so the pods roll
+/// when the configuration or a referenced Secret changes).
+pub fn template_metadata(
+    labels: BTreeMap<String, String>,
+    mut annotations: BTreeMap<String, String>,
+    config_hash: &str,
+) -> ObjectMeta {
+    annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash.to_owned());
+    ObjectMeta {
+        labels: Some(labels),
+        annotations: Some(annotations),
+        ..ObjectMeta::default()
     }
 }

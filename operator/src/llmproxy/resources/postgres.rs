@@ -15,7 +15,6 @@ use super::COMPONENT_POSTGRESQL;
 use super::pod::{self, from_secret, literal};
 use super::proxy::POSTGRES_PORT;
 use crate::llmproxy::validate::ValidatedProxy;
-use crate::vocabulary::CONFIG_HASH_ANNOTATION;
 
 /// uid/gid of the `postgres` user in the official Debian-based image.
 const POSTGRES_UID: i64 = 999;
@@ -42,7 +41,7 @@ pub fn service(ctx: &ValidatedProxy<'_>) -> Service {
 }
 
 /// The StatefulSet running the official PostgreSQL image.
-pub fn stateful_set(ctx: &ValidatedProxy<'_>) -> StatefulSet {
+pub fn stateful_set(ctx: &ValidatedProxy<'_>, config_hash: &str) -> StatefulSet {
     let pg = &ctx.spec.postgresql;
     let name = ctx.child_name(COMPONENT_POSTGRESQL);
     let mut env = vec![
@@ -126,15 +125,11 @@ pub fn stateful_set(ctx: &ValidatedProxy<'_>) -> StatefulSet {
                 match_expressions: None,
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(ctx.labels(COMPONENT_POSTGRESQL)),
-                    annotations: Some(
-                        [(CONFIG_HASH_ANNOTATION.to_owned(), super::config_hash(ctx))]
-                            .into_iter()
-                            .collect(),
-                    ),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(pod::template_metadata(
+                    ctx.labels(COMPONENT_POSTGRESQL),
+                    Default::default(),
+                    config_hash,
+                )),
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {

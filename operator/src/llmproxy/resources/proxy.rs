@@ -3,17 +3,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    Volume,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{Container, ContainerPort, EnvVar, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use llm_proxy_env as env;
 
 use super::pod::{self, from_secret, literal, non_empty};
 use super::{COMPONENT_POSTGRESQL, COMPONENT_PROXY};
 use crate::llmproxy::validate::ValidatedProxy;
-use crate::vocabulary::CONFIG_HASH_ANNOTATION;
 
 /// Name of the proxy container (the chart's name).
 pub const CONTAINER_NAME: &str = "llm-proxy";
@@ -80,25 +76,14 @@ pub fn redis_env(ctx: &ValidatedProxy<'_>) -> Vec<EnvVar> {
 }
 
 /// The proxy Deployment. `replicas` is left out under autoscaling so the HPA owns it.
-pub fn deployment(ctx: &ValidatedProxy<'_>) -> Deployment {
+pub fn deployment(ctx: &ValidatedProxy<'_>, config_hash: &str) -> Deployment {
     let spec = &ctx.spec;
 
-    let data_volume = if spec.persistence.enabled {
-        Volume {
-            name: "data".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: super::storage::data_pvc_name(&ctx.name),
-                read_only: None,
-            }),
-            ..Volume::default()
-        }
-    } else {
-        Volume {
-            name: "data".into(),
-            empty_dir: Some(Default::default()),
-            ..Volume::default()
-        }
-    };
+    let data_volume = pod::data_volume(
+        spec.persistence
+            .enabled
+            .then(|| super::storage::data_pvc_name(&ctx.name)),
+    );
     let (tmp, tmp_mount) = pod::empty_dir("tmp", "/tmp");
     let (logs, logs_mount) = pod::empty_dir("logs", "/app/logs");
     let mut volumes = vec![tmp, data_volume, logs];
@@ -116,8 +101,6 @@ pub fn deployment(ctx: &ValidatedProxy<'_>) -> Deployment {
     let selector = ctx.selector_labels(COMPONENT_PROXY);
     let mut pod_labels = spec.pod_labels.clone();
     pod_labels.extend(ctx.labels(COMPONENT_PROXY));
-    let mut pod_annotations = spec.pod_annotations.clone();
-    pod_annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), super::config_hash(ctx));
 
     let container = Container {
         name: CONTAINER_NAME.into(),
@@ -156,11 +139,11 @@ pub fn deployment(ctx: &ValidatedProxy<'_>) -> Deployment {
                 match_expressions: None,
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(pod::template_metadata(
+                    pod_labels,
+                    spec.pod_annotations.clone(),
+                    config_hash,
+                )),
                 spec: Some(PodSpec {
                     // The proxy never calls the Kubernetes API; Service-link variables could shadow its own env.
                     automount_service_account_token: Some(false),
